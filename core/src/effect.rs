@@ -1,0 +1,94 @@
+//! Effects: what core asks the outside world to do, and the completions that come back.
+//!
+//! Effects are plain values. Runtimes execute them (in any order, concurrently) and feed the
+//! result back with the same `EffectId`. Core never learns how they were executed.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EffectId(pub u64);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// GET a Hub API URL (built by `core::hub`); the completion is `Completion::Http`.
+    HubGet { url: String },
+    /// GET `range` of a regular (non-xet) file through its resolve URL; completion is `Bytes`.
+    HubRange { url: String, range: Range<u64> },
+    /// Reconstruct `range` of a xet-stored file through CAS; completion is `Bytes`.
+    CasRange {
+        xet_hash: String,
+        file_size: u64,
+        range: Range<u64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Worth retrying: transport error, timeout, 408/429/5xx.
+    Transient,
+    /// Retrying cannot help: malformed response, 4xx other than below.
+    Permanent,
+    /// 401/403.
+    Auth,
+    /// 404 / unknown object.
+    NotFound,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EffectFailure {
+    pub kind: FailureKind,
+    /// The HTTP status, when there was one.
+    pub status: Option<u16>,
+    pub message: String,
+    /// Server-requested delay (429 `RateLimit` / `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl EffectFailure {
+    pub fn new(kind: FailureKind, status: Option<u16>, message: impl Into<String>) -> Self {
+        EffectFailure {
+            kind,
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Classify an HTTP status that is not a success.
+    pub fn from_status(status: u16, message: impl Into<String>) -> Self {
+        let kind = match status {
+            401 | 403 => FailureKind::Auth,
+            404 | 410 => FailureKind::NotFound,
+            408 | 429 | 500..=599 => FailureKind::Transient,
+            _ => FailureKind::Permanent,
+        };
+        EffectFailure::new(kind, Some(status), message)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    Http(HttpResponse),
+    Bytes(Bytes),
+    Failed(EffectFailure),
+}

@@ -1,0 +1,591 @@
+//! The Hub wire protocol as pure code: URL building with the right percent-encoding, and parsing
+//! of repo info, tree pages, `Link` headers, xet tokens and error headers.
+//!
+//! Nothing here sends a request; `hfm-effects` sends the bytes this module describes.
+
+use serde::Deserialize;
+
+use crate::effect::{EffectFailure, FailureKind, HttpResponse};
+
+/// Repo types as they appear in API paths (`/api/{type}/...`) and in user-facing URLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepoKind {
+    Model,
+    Dataset,
+    Space,
+}
+
+impl RepoKind {
+    pub fn api_segment(self) -> &'static str {
+        match self {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+            RepoKind::Space => "spaces",
+        }
+    }
+
+    /// Prefix of non-API URLs (`resolve`): models have none.
+    pub fn url_prefix(self) -> &'static str {
+        match self {
+            RepoKind::Model => "",
+            RepoKind::Dataset => "datasets/",
+            RepoKind::Space => "spaces/",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoRef {
+    pub kind: RepoKind,
+    /// `namespace/name`.
+    pub id: String,
+}
+
+/// Parse the CLI's `[datasets/|spaces/|models/]NS/NAME[/SUB/DIR]` into a repo and a subfolder.
+pub fn parse_repo_arg(arg: &str) -> Result<(RepoRef, String), String> {
+    let trimmed = arg.trim_matches('/');
+    let mut parts: Vec<&str> = trimmed.split('/').collect();
+    let kind = match parts.first() {
+        Some(&"datasets") => RepoKind::Dataset,
+        Some(&"spaces") => RepoKind::Space,
+        Some(&"models") => RepoKind::Model,
+        _ => RepoKind::Model,
+    };
+    if matches!(
+        parts.first(),
+        Some(&"datasets") | Some(&"spaces") | Some(&"models")
+    ) {
+        parts.remove(0);
+    }
+    if parts.len() < 2 || parts[..2].iter().any(|p| p.is_empty()) {
+        return Err(format!(
+            "invalid repo id {arg:?}: expected [datasets/|spaces/]NAMESPACE/NAME[/SUBFOLDER]"
+        ));
+    }
+    for part in &parts {
+        if part.is_empty() || *part == "." || *part == ".." {
+            return Err(format!(
+                "invalid repo id {arg:?}: empty, '.' or '..' path segment"
+            ));
+        }
+    }
+    let id = format!("{}/{}", parts[0], parts[1]);
+    let sub = parts[2..].join("/");
+    Ok((RepoRef { kind, id }, sub))
+}
+
+/// Check a user-supplied revision: branch, tag, `refs/...` or a commit sha.
+pub fn validate_revision(rev: &str) -> Result<(), String> {
+    let ok = !rev.is_empty()
+        && rev.len() <= 256
+        && !rev.contains("..")
+        && rev
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid revision {rev:?}: use letters, digits, '-', '_', '.', '/'"
+        ))
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+fn percent_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if is_unreserved(b) || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Encode a file path: `/` kept, everything else that is not unreserved percent-encoded.
+pub fn encode_path(path: &str) -> String {
+    percent_encode(path, true)
+}
+
+/// Encode one URL segment (a revision): `/` becomes `%2F`.
+pub fn encode_segment(seg: &str) -> String {
+    percent_encode(seg, false)
+}
+
+/// Decode `%XX` escapes; `None` on a malformed escape or invalid UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// URL builders for one Hub endpoint (no trailing slash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubUrls {
+    pub endpoint: String,
+}
+
+impl HubUrls {
+    pub fn new(endpoint: &str) -> Self {
+        HubUrls {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn revision_info(&self, repo: &RepoRef, rev: &str) -> String {
+        format!(
+            "{}/api/{}/{}/revision/{}",
+            self.endpoint,
+            repo.kind.api_segment(),
+            repo.id,
+            encode_segment(rev)
+        )
+    }
+
+    /// Non-recursive tree listing of `dir` ("" = root) at `rev`, first page.
+    pub fn tree(&self, repo: &RepoRef, rev: &str, dir: &str, limit: u32) -> String {
+        let mut url = format!(
+            "{}/api/{}/{}/tree/{}",
+            self.endpoint,
+            repo.kind.api_segment(),
+            repo.id,
+            encode_segment(rev)
+        );
+        if !dir.is_empty() {
+            url.push('/');
+            url.push_str(&encode_path(dir));
+        }
+        url.push_str(&format!("?limit={limit}"));
+        url
+    }
+
+    pub fn resolve(&self, repo: &RepoRef, rev: &str, path: &str) -> String {
+        format!(
+            "{}/{}{}/resolve/{}/{}",
+            self.endpoint,
+            repo.kind.url_prefix(),
+            repo.id,
+            encode_segment(rev),
+            encode_path(path)
+        )
+    }
+
+    pub fn xet_read_token(&self, repo: &RepoRef, rev: &str) -> String {
+        format!(
+            "{}/api/{}/{}/xet-read-token/{}",
+            self.endpoint,
+            repo.kind.api_segment(),
+            repo.id,
+            encode_segment(rev)
+        )
+    }
+
+    /// A server-provided URL (pagination) may only be followed if it stays on our endpoint:
+    /// otherwise the bearer token would leak to another origin.
+    pub fn is_same_origin(&self, url: &str) -> bool {
+        url.strip_prefix(&self.endpoint)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// What a mount needs from `GET /api/{type}/{id}/revision/{rev}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevisionInfo {
+    /// Canonical `ns/name`.
+    pub id: String,
+    /// The 40-hex commit the revision resolves to.
+    pub sha: String,
+    /// Seconds since the epoch of the last commit, when the Hub said.
+    pub last_modified: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawRevisionInfo {
+    id: String,
+    sha: Option<String>,
+    #[serde(rename = "lastModified")]
+    last_modified: Option<String>,
+}
+
+pub fn parse_revision_info(body: &[u8]) -> Result<RevisionInfo, String> {
+    let raw: RawRevisionInfo =
+        serde_json::from_slice(body).map_err(|e| format!("malformed repo info: {e}"))?;
+    let sha = raw.sha.ok_or("repo info has no commit sha")?;
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("repo info has an invalid commit sha {sha:?}"));
+    }
+    Ok(RevisionInfo {
+        id: raw.id,
+        sha,
+        last_modified: raw.last_modified.as_deref().and_then(parse_rfc3339),
+    })
+}
+
+/// Where a file's bytes live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentSource {
+    /// Stored in Xet CAS under this file hash.
+    Xet { hash: String },
+    /// Stored in git; fetched through `resolve` (the oid is the git blob id).
+    Regular { oid: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TreeEntryKind {
+    File { size: u64, source: ContentSource },
+    Directory,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Full path from the repo root.
+    pub path: String,
+    pub kind: TreeEntryKind,
+}
+
+#[derive(Deserialize)]
+struct RawLfs {
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawTreeEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    path: String,
+    size: Option<u64>,
+    oid: Option<String>,
+    lfs: Option<RawLfs>,
+    #[serde(rename = "xetHash")]
+    xet_hash: Option<String>,
+}
+
+fn is_xet_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Parse one tree page. Unknown entry types (e.g. submodules) are skipped; a malformed page is
+/// an error.
+pub fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>, String> {
+    let raw: Vec<RawTreeEntry> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed tree page: {e}"))?;
+    let mut out = Vec::with_capacity(raw.len());
+    for e in raw {
+        let kind = match e.kind.as_str() {
+            "directory" => TreeEntryKind::Directory,
+            "file" => {
+                let size = e
+                    .lfs
+                    .as_ref()
+                    .and_then(|l| l.size)
+                    .or(e.size)
+                    .ok_or_else(|| format!("tree entry {:?} has no size", e.path))?;
+                let source = match e.xet_hash {
+                    Some(h) if !h.is_empty() => {
+                        if !is_xet_hash(&h) {
+                            return Err(format!("tree entry {:?} has an invalid xetHash", e.path));
+                        }
+                        ContentSource::Xet {
+                            hash: h.to_ascii_lowercase(),
+                        }
+                    }
+                    _ => ContentSource::Regular {
+                        oid: e.oid.unwrap_or_default(),
+                    },
+                };
+                TreeEntryKind::File { size, source }
+            }
+            _ => continue,
+        };
+        out.push(TreeEntry { path: e.path, kind });
+    }
+    Ok(out)
+}
+
+/// The `rel="next"` URL of a `Link` header, if any.
+pub fn next_link(link_header: &str) -> Option<String> {
+    for part in link_header.split(',') {
+        let part = part.trim();
+        let (url_part, params) = part.split_once(';')?;
+        let url = url_part.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim();
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        if is_next {
+            return Some(url.to_string());
+        }
+    }
+    None
+}
+
+/// A CAS access token from the xet token endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct XetToken {
+    #[serde(rename = "casUrl")]
+    pub cas_url: String,
+    #[serde(rename = "accessToken")]
+    pub access_token: String,
+    pub exp: u64,
+}
+
+pub fn parse_xet_token(body: &[u8]) -> Result<XetToken, String> {
+    serde_json::from_slice(body).map_err(|e| format!("malformed xet token response: {e}"))
+}
+
+/// The Hub's message for a failed response: `X-Error-Message`, else the JSON `error`, else text.
+pub fn error_message(resp: &HttpResponse) -> String {
+    if let Some(m) = resp.header("x-error-message") {
+        return m.to_string();
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&resp.body) {
+        if let Some(e) = v.get("error") {
+            return match e {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+        }
+    }
+    let text = String::from_utf8_lossy(&resp.body);
+    text.chars().take(200).collect()
+}
+
+/// Turn a non-2xx Hub response into a typed failure, keeping the Hub's error code and message.
+pub fn failure_from_response(resp: &HttpResponse) -> EffectFailure {
+    let code = resp.header("x-error-code").unwrap_or("");
+    let message = match (code, error_message(resp)) {
+        ("", m) => m,
+        (c, m) if m.is_empty() => c.to_string(),
+        (c, m) => format!("{c}: {m}"),
+    };
+    let mut failure = EffectFailure::from_status(resp.status, message);
+    // The Hub answers 401 for anonymous access to a missing repo: say "not found" only when the
+    // Hub said so explicitly, otherwise keep it an auth failure.
+    if code == "RepoNotFound" && resp.status == 404 {
+        failure.kind = FailureKind::NotFound;
+    }
+    if resp.status == 429 {
+        failure.retry_after = rate_limit_delay(resp);
+    }
+    failure
+}
+
+/// Delay requested by a 429: `RateLimit: "api";r=0;t=<secs>` or `Retry-After: <secs>`, capped.
+pub fn rate_limit_delay(resp: &HttpResponse) -> Option<std::time::Duration> {
+    let secs = resp
+        .header("ratelimit")
+        .and_then(|v| {
+            v.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix("t=")
+                    .and_then(|t| t.parse::<u64>().ok())
+            })
+        })
+        .or_else(|| {
+            resp.header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })?;
+    Some(std::time::Duration::from_secs(secs.min(30)))
+}
+
+/// Parse `YYYY-MM-DDTHH:MM:SS[.fff]Z` (or with `+00:00`) into seconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        std::str::from_utf8(b.get(r)?).ok()?.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b'T' && b[10] != b't' && b[10] != b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn repo_args() {
+        let (r, sub) = parse_repo_arg("openai-community/gpt2").unwrap();
+        assert_eq!(
+            (r.kind, r.id.as_str(), sub.as_str()),
+            (RepoKind::Model, "openai-community/gpt2", "")
+        );
+        let (r, sub) = parse_repo_arg("datasets/ns/name/a/b").unwrap();
+        assert_eq!(
+            (r.kind, r.id.as_str(), sub.as_str()),
+            (RepoKind::Dataset, "ns/name", "a/b")
+        );
+        let (r, _) = parse_repo_arg("spaces/ns/app").unwrap();
+        assert_eq!(r.kind, RepoKind::Space);
+        assert!(parse_repo_arg("gpt2").is_err());
+        assert!(parse_repo_arg("ns//x").is_err());
+        assert!(parse_repo_arg("ns/name/../etc").is_err());
+    }
+
+    #[test]
+    fn urls_encode_paths_and_revisions() {
+        let u = HubUrls::new("http://h:1/");
+        let r = RepoRef {
+            kind: RepoKind::Dataset,
+            id: "a/b".into(),
+        };
+        assert_eq!(
+            u.tree(&r, "refs/pr/1", "dir x/#1", 1000),
+            "http://h:1/api/datasets/a/b/tree/refs%2Fpr%2F1/dir%20x/%231?limit=1000"
+        );
+        assert_eq!(
+            u.resolve(&r, "main", "a?b%/é"),
+            "http://h:1/datasets/a/b/resolve/main/a%3Fb%25/%C3%A9"
+        );
+        assert!(u.is_same_origin("http://h:1/api/x"));
+        assert!(!u.is_same_origin("http://h:10/api/x"));
+        assert!(!u.is_same_origin("http://evil/http://h:1/"));
+    }
+
+    #[test]
+    fn link_header() {
+        assert_eq!(
+            next_link("<http://h/api?cursor=a>; rel=\"next\"").as_deref(),
+            Some("http://h/api?cursor=a")
+        );
+        assert_eq!(
+            next_link("<http://h/p>; rel=\"prev\", <http://h/n>; rel=\"next\"").as_deref(),
+            Some("http://h/n")
+        );
+        assert_eq!(next_link("garbage"), None);
+        assert_eq!(next_link(""), None);
+    }
+
+    #[test]
+    fn tree_page() {
+        let body = br#"[{"type":"file","oid":"abc","size":5,"path":"a.txt"},
+            {"type":"file","oid":"def","size":132,"path":"big.bin","lfs":{"oid":"x","size":999,"pointerSize":132},"xetHash":"AB00000000000000000000000000000000000000000000000000000000000000"},
+            {"type":"directory","oid":"t","size":0,"path":"sub"},{"type":"submodule","path":"s"}]"#;
+        let e = parse_tree_page(body).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            e[1].kind,
+            TreeEntryKind::File {
+                size: 999,
+                source: ContentSource::Xet {
+                    hash: format!("ab{}", "0".repeat(62))
+                }
+            }
+        );
+        assert_eq!(e[2].kind, TreeEntryKind::Directory);
+        assert!(parse_tree_page(b"{}").is_err());
+        assert!(parse_tree_page(br#"[{"type":"file","path":"x"}]"#).is_err());
+        assert!(
+            parse_tree_page(br#"[{"type":"file","path":"x","size":1,"xetHash":"zz"}]"#).is_err()
+        );
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-01-02T03:04:05.000Z"), Some(1767323045));
+        assert_eq!(parse_rfc3339("2026-01-02T04:04:05+01:00"), Some(1767323045));
+        assert_eq!(parse_rfc3339("nope"), None);
+    }
+
+    #[test]
+    fn errors_keep_hub_codes() {
+        let resp = HttpResponse {
+            status: 404,
+            headers: vec![("x-error-code".into(), "RevisionNotFound".into())],
+            body: bytes::Bytes::from_static(br#"{"error":"Invalid rev id: nope"}"#),
+        };
+        let f = failure_from_response(&resp);
+        assert_eq!(f.kind, FailureKind::NotFound);
+        assert_eq!(f.message, "RevisionNotFound: Invalid rev id: nope");
+        let resp = HttpResponse {
+            status: 429,
+            headers: vec![("ratelimit".into(), "\"api\";r=0;t=7".into())],
+            body: Default::default(),
+        };
+        assert_eq!(
+            failure_from_response(&resp).retry_after,
+            Some(std::time::Duration::from_secs(7))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(s in "\\PC{0,40}") {
+            prop_assert_eq!(percent_decode(&encode_path(&s)).unwrap(), s.clone());
+            let seg = encode_segment(&s);
+            prop_assert!(!seg.contains('/'));
+            prop_assert_eq!(percent_decode(&seg).unwrap(), s);
+        }
+
+        #[test]
+        fn parsers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_tree_page(&body);
+            let _ = parse_revision_info(&body);
+            let _ = parse_xet_token(&body);
+            let _ = next_link(&String::from_utf8_lossy(&body));
+            let _ = parse_rfc3339(&String::from_utf8_lossy(&body));
+        }
+    }
+}
