@@ -1,1 +1,119 @@
-fn main() {}
+//! hubsim: an offline Hugging Face Hub for tests and demos.
+//!
+//! `hubsim serve` runs the Hub API on one port, xet-core's own CAS `LocalServer` on a second and
+//! a byte server (target of xet resolve redirects) on a third. `hubsim seed` fills it from a
+//! local directory through the same CAS upload path real clients use.
+
+mod bytes_server;
+mod routes;
+mod seed;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use xet_client::cas_client::{LocalServer, LocalServerConfig};
+use xet_runtime::core::XetContext;
+
+#[derive(Parser)]
+#[command(name = "hubsim", about = "An offline Hugging Face Hub (Hub API + xet CAS) on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the Hub; prints `endpoint=http://HOST:PORT` once it accepts requests.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Keep state (repos, blobs, CAS) in this directory; in memory when absent.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// A user and their token, `NAME:TOKEN` (repeatable).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Lifetime of issued xet tokens.
+        #[arg(long, default_value_t = 3600)]
+        xet_token_ttl_secs: u64,
+    },
+    /// Create or update a repo from a local directory.
+    Seed {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        token: Option<String>,
+        #[command(subcommand)]
+        target: seed::Target,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("HUBSIM_LOG")).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.cmd {
+        Cmd::Serve { listen, data, users, xet_token_ttl_secs } => rt.block_on(serve(listen, data, users, xet_token_ttl_secs)),
+        Cmd::Seed { endpoint, token, target } => rt.block_on(seed::run(&endpoint, token.as_deref(), target)),
+    }
+}
+
+async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xet_token_ttl_secs: u64) -> Result<()> {
+    let mut state = match &data {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            state::HubState::load(dir).with_context(|| format!("loading state from {}", dir.display()))?
+        }
+        None => state::HubState::default(),
+    };
+    for u in &users {
+        let Some((name, token)) = u.split_once(':') else { bail!("--user takes NAME:TOKEN, got {u:?}") };
+        state.tokens.insert(token.to_string(), name.to_string());
+    }
+
+    let ip = listen.ip();
+    let ctx = XetContext::default().context("creating the xet runtime")?;
+    let cas_listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    let cas_port = cas_listener.local_addr()?.port();
+    let cas_config = LocalServerConfig {
+        data_directory: data.as_ref().map(|d| d.join("cas")).unwrap_or_default(),
+        host: ip.to_string(),
+        port: cas_port,
+        in_memory: data.is_none(),
+    };
+    let cas = LocalServer::new(ctx, cas_config).await.context("starting the CAS")?;
+    let cas_client = cas.client();
+    let (_cas_stop, cas_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if let Err(e) = cas.serve_until_stopped(cas_listener, cas_stop_rx).await {
+            tracing::error!("CAS server stopped: {e}");
+        }
+    });
+
+    let bytes_listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    let bytes_port = bytes_listener.local_addr()?.port();
+    tokio::spawn(bytes_server::serve(bytes_listener, cas_client));
+
+    let app = Arc::new(routes::App { state: Mutex::new(state), cas_port, bytes_port, xet_token_ttl_secs, requests: AtomicU64::new(0) });
+    let router = axum::Router::new().fallback(routes::handle).with_state(app);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    println!("endpoint=http://{addr}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

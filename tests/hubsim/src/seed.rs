@@ -1,0 +1,134 @@
+//! `hubsim seed`: commit a local directory to a hubsim repo. Files at or above the xet threshold
+//! are uploaded to CAS through xet-core (real xet hashes, real reconstructions); smaller files
+//! are sent as regular git blobs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use clap::Subcommand;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use xet_data::processing::data_client::default_config;
+use xet_data::processing::{FileUploadSession, Sha256Policy};
+use xet_runtime::core::XetContext;
+
+#[derive(Subcommand)]
+pub enum Target {
+    /// Commit DIR as the whole tree of a new commit on a repo branch.
+    Repo {
+        /// `[models/|datasets/|spaces/]NS/NAME`
+        id: String,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        private: bool,
+        /// Files of at least this many bytes are stored in Xet.
+        #[arg(long, default_value_t = 1 << 20)]
+        xet_threshold: u64,
+    },
+}
+
+fn walk(root: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let meta = std::fs::metadata(entry.path())?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                let rel = entry.path().strip_prefix(root)?.to_string_lossy().to_string();
+                out.push((rel, entry.path(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(crate::state::hex(&h.finalize()))
+}
+
+fn get_json(agent: &ureq::Agent, url: &str, token: Option<&str>) -> Result<Value> {
+    let mut req = agent.get(url);
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.call().with_context(|| format!("GET {url}"))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string()?;
+    if !(200..300).contains(&status) {
+        bail!("GET {url}: HTTP {status}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<()> {
+    let Target::Repo { id, from, branch, tag, private, xet_threshold } = target;
+    let endpoint = endpoint.trim_end_matches('/');
+    let (repo_type, repo_id) = match id.split_once('/') {
+        Some(("models", rest)) => ("model", rest.to_string()),
+        Some(("datasets", rest)) => ("dataset", rest.to_string()),
+        Some(("spaces", rest)) => ("space", rest.to_string()),
+        _ => ("model", id.clone()),
+    };
+    let files = walk(&from)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+
+    let xet_files: Vec<&(String, PathBuf, u64)> = files.iter().filter(|f| f.2 >= xet_threshold).collect();
+    let mut xet_infos = Vec::new();
+    if !xet_files.is_empty() {
+        let tok = get_json(&agent, &format!("{endpoint}/_emulator/xet-write-token"), token)?;
+        let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
+        let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
+        let exp = tok["exp"].as_u64().context("token has no exp")?;
+        let ctx = XetContext::default()?;
+        let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
+        let session = FileUploadSession::new(Arc::new(config)).await?;
+        let infos = session.upload_files(xet_files.iter().map(|f| (f.1.clone(), Sha256Policy::Skip))).await?;
+        session.finalize().await?;
+        for (f, info) in xet_files.iter().zip(infos) {
+            xet_infos.push((f.0.clone(), info.hash().to_string(), f.2, sha256_file(&f.1)?));
+        }
+    }
+
+    let mut body_files = Vec::new();
+    for (rel, abs, size) in &files {
+        if *size >= xet_threshold {
+            continue;
+        }
+        let data = std::fs::read(abs)?;
+        body_files.push(json!({ "path": rel, "content_b64": base64::engine::general_purpose::STANDARD.encode(data) }));
+    }
+    for (rel, hash, size, sha) in xet_infos {
+        body_files.push(json!({ "path": rel, "xet_hash": hash, "sha256": sha, "size": size }));
+    }
+    let body = json!({
+        "repo_type": repo_type, "repo_id": repo_id, "branch": branch, "tag": tag, "private": private,
+        "title": format!("seed from {}", from.display()), "files": body_files,
+    });
+    let mut req = agent.post(&format!("{endpoint}/_emulator/commit"));
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.header("content-type", "application/json").send(serde_json::to_vec(&body)?)?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string()?;
+    if status != 200 {
+        bail!("commit failed: HTTP {status}: {text}");
+    }
+    let v: Value = serde_json::from_str(&text)?;
+    println!("{}", v["commitOid"].as_str().context("no commitOid in response")?);
+    Ok(())
+}
