@@ -1,1 +1,330 @@
+//! hfm-fuse: the fuser adapter. Each kernel callback is decoded into a core `Request`, handed
+//! with its reply object to the runtime, and returns at once: no fuser thread ever waits on the
+//! network. When core answers, the reply object is filled in from the event loop.
 
+use std::ffi::OsStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, Request as FuseRequest,
+};
+use hfm_core::{Attr, FileKind, Reply, Request};
+use hfm_io_smol::{Handle, ReplySink};
+
+pub use fuser::{Config, MountOption, SessionACL};
+
+/// The fuser `Filesystem` for one mount.
+pub struct FuseAdapter {
+    handle: Handle,
+}
+
+impl FuseAdapter {
+    pub fn new(handle: Handle) -> Self {
+        FuseAdapter { handle }
+    }
+
+    fn submit(&self, req: Request, sink: FuseReply) {
+        self.handle.submit(req, Box::new(sink));
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    let t = UNIX_EPOCH + Duration::from_secs(a.mtime_secs.max(0) as u64);
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks(),
+        atime: t,
+        mtime: t,
+        ctime: t,
+        crtime: t,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::Directory => FileType::Directory,
+        FileKind::RegularFile => FileType::RegularFile,
+    }
+}
+
+/// A fuser reply object waiting for core's answer.
+enum FuseReply {
+    Entry(ReplyEntry),
+    Attr(ReplyAttr),
+    Data(ReplyData),
+    Dir(ReplyDirectory),
+    DirPlus(ReplyDirectoryPlus, Handle),
+    Open(ReplyOpen),
+    Empty(ReplyEmpty),
+    Statfs(ReplyStatfs),
+    Write(fuser::ReplyWrite),
+    Create(fuser::ReplyCreate),
+}
+
+impl FuseReply {
+    fn error(self, e: Errno) {
+        match self {
+            FuseReply::Entry(r) => r.error(e),
+            FuseReply::Attr(r) => r.error(e),
+            FuseReply::Data(r) => r.error(e),
+            FuseReply::Dir(r) => r.error(e),
+            FuseReply::DirPlus(r, _) => r.error(e),
+            FuseReply::Open(r) => r.error(e),
+            FuseReply::Empty(r) => r.error(e),
+            FuseReply::Statfs(r) => r.error(e),
+            FuseReply::Write(r) => r.error(e),
+            FuseReply::Create(r) => r.error(e),
+        }
+    }
+}
+
+struct NoReply;
+
+impl ReplySink for NoReply {
+    fn send(self: Box<Self>, _reply: Reply) {}
+}
+
+impl ReplySink for FuseReply {
+    fn send(self: Box<Self>, reply: Reply) {
+        match (*self, reply) {
+            (FuseReply::Entry(r), Reply::Entry { attr, ttl }) => r.entry(&ttl, &file_attr(&attr), Generation(0)),
+            (FuseReply::Attr(r), Reply::Attr { attr, ttl }) => r.attr(&ttl, &file_attr(&attr)),
+            (FuseReply::Data(r), Reply::Data(data)) => r.data(&data),
+            (FuseReply::Dir(mut r), Reply::Dir { entries, .. }) => {
+                for e in &entries {
+                    if r.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                r.ok();
+            }
+            (FuseReply::DirPlus(mut r, handle), Reply::Dir { entries, ttl }) => {
+                let mut full = false;
+                for e in &entries {
+                    let counted = e.attr.is_some();
+                    if !full {
+                        let attr = e.attr.as_ref().map(file_attr).unwrap_or_else(|| dot_attr(e.ino));
+                        full = r.add(INodeNo(e.ino), e.next_offset, &e.name, &ttl, &attr, Generation(0));
+                        if !full {
+                            continue;
+                        }
+                    }
+                    // Not delivered to the kernel: undo the lookup core counted for it.
+                    if counted {
+                        handle.submit(Request::Forget { ino: e.ino, nlookup: 1 }, Box::new(NoReply));
+                    }
+                }
+                r.ok();
+            }
+            (FuseReply::Open(r), Reply::Open { fh, keep_cache }) => {
+                let flags = if keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                r.opened(FileHandle(fh), flags);
+            }
+            (FuseReply::Empty(r), Reply::Empty) => r.ok(),
+            (FuseReply::Statfs(r), Reply::StatFs(s)) => r.statfs(s.blocks, 0, 0, s.files, 0, s.block_size, s.name_max, s.block_size),
+            (sink, Reply::Error(err)) => {
+                match err.level() {
+                    hfm_core::error::LogLevel::Debug => tracing::debug!("{err}"),
+                    hfm_core::error::LogLevel::Warn => tracing::warn!("{err}"),
+                }
+                sink.error(Errno::from_i32(err.errno.code()));
+            }
+            (sink, other) => {
+                tracing::error!("core answered with a reply of the wrong kind: {other:?}");
+                sink.error(Errno::EIO);
+            }
+        }
+    }
+}
+
+/// Attributes for `.` and `..` in readdirplus: the kernel ignores entries with ino 0 attrs, so
+/// give a directory shape (these entries carry no lookup).
+fn dot_attr(ino: u64) -> FileAttr {
+    file_attr(&Attr { ino, size: 0, kind: FileKind::Directory, perm: 0o555, nlink: 2, uid: 0, gid: 0, mtime_secs: 0 })
+}
+
+fn name_of(name: &OsStr) -> Option<String> {
+    name.to_str().map(str::to_string)
+}
+
+#[allow(clippy::too_many_arguments)]
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &FuseRequest, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(1 << 20);
+        let wanted = fuser::InitFlags::FUSE_DO_READDIRPLUS
+            | fuser::InitFlags::FUSE_READDIRPLUS_AUTO
+            | fuser::InitFlags::FUSE_PARALLEL_DIROPS
+            | fuser::InitFlags::FUSE_ASYNC_READ;
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match name_of(name) {
+            Some(name) => self.submit(Request::Lookup { parent: parent.0, name }, FuseReply::Entry(reply)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn forget(&self, _req: &FuseRequest, ino: INodeNo, nlookup: u64) {
+        self.handle.submit(Request::Forget { ino: ino.0, nlookup }, Box::new(NoReply));
+    }
+
+    fn getattr(&self, _req: &FuseRequest, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.submit(Request::GetAttr { ino: ino.0 }, FuseReply::Attr(reply));
+    }
+
+    fn setattr(
+        &self,
+        _req: &FuseRequest,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.submit(Request::Modify { op: "setattr" }, FuseReply::Attr(reply));
+    }
+
+    fn readlink(&self, _req: &FuseRequest, ino: INodeNo, reply: ReplyData) {
+        self.submit(Request::ReadLink { ino: ino.0 }, FuseReply::Data(reply));
+    }
+
+    fn mknod(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+        self.submit(Request::Modify { op: "mknod" }, FuseReply::Entry(reply));
+    }
+
+    fn mkdir(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        self.submit(Request::Modify { op: "mkdir" }, FuseReply::Entry(reply));
+    }
+
+    fn unlink(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.submit(Request::Modify { op: "unlink" }, FuseReply::Empty(reply));
+    }
+
+    fn rmdir(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.submit(Request::Modify { op: "rmdir" }, FuseReply::Empty(reply));
+    }
+
+    fn symlink(&self, _req: &FuseRequest, _parent: INodeNo, _link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+        self.submit(Request::Modify { op: "symlink" }, FuseReply::Entry(reply));
+    }
+
+    fn rename(
+        &self,
+        _req: &FuseRequest,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.submit(Request::Modify { op: "rename" }, FuseReply::Empty(reply));
+    }
+
+    fn link(&self, _req: &FuseRequest, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        self.submit(Request::Modify { op: "link" }, FuseReply::Entry(reply));
+    }
+
+    fn open(&self, _req: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY) || flags.0 & libc::O_TRUNC != 0;
+        self.submit(Request::Open { ino: ino.0, write }, FuseReply::Open(reply));
+    }
+
+    fn read(
+        &self,
+        _req: &FuseRequest,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.submit(Request::Read { ino: ino.0, fh: Some(fh.0), offset, size }, FuseReply::Data(reply));
+    }
+
+    fn write(
+        &self,
+        _req: &FuseRequest,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: fuser::ReplyWrite,
+    ) {
+        self.submit(Request::Modify { op: "write" }, FuseReply::Write(reply));
+    }
+
+    fn release(
+        &self,
+        _req: &FuseRequest,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.submit(Request::Release { fh: fh.0 }, FuseReply::Empty(reply));
+    }
+
+    fn readdir(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        self.submit(Request::ReadDir { ino: ino.0, offset, plus: false }, FuseReply::Dir(reply));
+    }
+
+    fn readdirplus(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
+        self.submit(Request::ReadDir { ino: ino.0, offset, plus: true }, FuseReply::DirPlus(reply, self.handle.clone()));
+    }
+
+    fn statfs(&self, _req: &FuseRequest, _ino: INodeNo, reply: ReplyStatfs) {
+        self.submit(Request::StatFs, FuseReply::Statfs(reply));
+    }
+
+    fn access(&self, _req: &FuseRequest, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::EROFS);
+        } else {
+            reply.ok();
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &FuseRequest,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: fuser::ReplyCreate,
+    ) {
+        self.submit(Request::Modify { op: "create" }, FuseReply::Create(reply));
+    }
+}

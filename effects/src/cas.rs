@@ -1,0 +1,132 @@
+//! CAS range reads through xet-core: a `FileDownloadSession` created on first use with a read
+//! token from the Hub (refreshed by xet-core through `HubTokenRefresher`), and xet-core's disk
+//! chunk cache unless disabled.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use hfm_core::hub::parse_xet_token;
+use hfm_core::{EffectFailure, FailureKind};
+use xet_client::cas_client::auth::{AuthError, TokenInfo, TokenRefresher};
+use xet_data::processing::data_client::default_config;
+use xet_data::processing::{get_cache, CacheConfig, FileDownloadSession, XetFileInfo};
+use xet_runtime::core::XetContext;
+
+use crate::http::HubClient;
+
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    /// Chunk cache directory; `None` disables the disk cache.
+    pub dir: Option<PathBuf>,
+    pub size_bytes: u64,
+}
+
+pub struct CasReader {
+    ctx: XetContext,
+    hub: HubClient,
+    token_url: String,
+    cache: CacheSettings,
+    session: Mutex<Option<Arc<FileDownloadSession>>>,
+}
+
+struct HubTokenRefresher {
+    hub: HubClient,
+    url: String,
+}
+
+#[async_trait::async_trait]
+impl TokenRefresher for HubTokenRefresher {
+    async fn refresh(&self) -> Result<TokenInfo, AuthError> {
+        let (hub, url) = (self.hub.clone(), self.url.clone());
+        let token = tokio::task::spawn_blocking(move || fetch_token(&hub, &url))
+            .await
+            .map_err(AuthError::token_refresh_failure)?
+            .map_err(|e| AuthError::token_refresh_failure(e.message))?;
+        Ok((token.access_token, token.exp))
+    }
+}
+
+fn fetch_token(hub: &HubClient, url: &str) -> Result<hfm_core::hub::XetToken, EffectFailure> {
+    let resp = hub.get(url)?;
+    if !(200..300).contains(&resp.status) {
+        return Err(hfm_core::hub::failure_from_response(&resp));
+    }
+    parse_xet_token(&resp.body).map_err(|e| EffectFailure::new(FailureKind::Permanent, Some(resp.status), e))
+}
+
+fn cas_failure(context: &str, e: impl std::fmt::Display) -> EffectFailure {
+    EffectFailure::new(FailureKind::Transient, None, format!("{context}: {e}"))
+}
+
+impl CasReader {
+    /// `token_url` is the Hub's xet read-token URL for the mounted repo and revision.
+    pub fn new(hub: HubClient, token_url: String, cache: CacheSettings) -> Result<Self, String> {
+        let ctx = XetContext::default().map_err(|e| format!("starting the xet runtime: {e}"))?;
+        Ok(CasReader { ctx, hub, token_url, cache, session: Mutex::new(None) })
+    }
+
+    fn session(&self) -> Result<Arc<FileDownloadSession>, EffectFailure> {
+        let mut guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let token = fetch_token(&self.hub, &self.token_url)?;
+        let refresher = Arc::new(HubTokenRefresher { hub: self.hub.clone(), url: self.token_url.clone() });
+        let config = default_config(&self.ctx, token.cas_url, Some((token.access_token, token.exp)), Some(refresher), None)
+            .map_err(|e| cas_failure("configuring CAS", e))?;
+        let chunk_cache = match &self.cache.dir {
+            Some(dir) => Some(
+                get_cache(&self.ctx.config, &CacheConfig { cache_directory: dir.clone(), cache_size: self.cache.size_bytes })
+                    .map_err(|e| EffectFailure::new(FailureKind::Permanent, None, format!("opening chunk cache {}: {e}", dir.display())))?,
+            ),
+            None => None,
+        };
+        let session = self
+            .ctx
+            .runtime
+            .external_run_async_task(FileDownloadSession::new(Arc::new(config), chunk_cache))
+            .map_err(|e| cas_failure("xet runtime", e))?
+            .map_err(|e| cas_failure("opening CAS session", e))?;
+        *guard = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Bytes `range` of the xet file `hash` (of `file_size` bytes), exactly.
+    pub fn read_range(&self, hash: &str, file_size: u64, range: Range<u64>) -> Result<Bytes, EffectFailure> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let session = self.session()?;
+        let info = XetFileInfo::new(hash.to_string(), file_size);
+        let want = (range.end - range.start) as usize;
+        let task = async move {
+            let (id, mut stream) = session.download_stream(&info, Some(range)).await.map_err(|e| e.to_string())?;
+            let mut parts: Vec<Bytes> = Vec::new();
+            let result = loop {
+                match stream.next().await {
+                    Ok(Some(b)) => parts.push(b),
+                    Ok(None) => break Ok(parts),
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            session.unregister_stream_abort_callback(id);
+            result
+        };
+        let mut parts = self
+            .ctx
+            .runtime
+            .external_run_async_task(task)
+            .map_err(|e| cas_failure("xet runtime", e))?
+            .map_err(|e| cas_failure(&format!("reading xet file {hash}"), e))?;
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_default());
+        }
+        let mut out = BytesMut::with_capacity(want);
+        for p in parts {
+            out.extend_from_slice(&p);
+        }
+        Ok(out.freeze())
+    }
+}

@@ -1,0 +1,107 @@
+//! The hf-mount command line: the same flags as the incumbent, accepted before or after the
+//! subcommand (`hf-mount-fuse --hub-endpoint URL repo ID MNT --revision R`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "hf-mount-fuse", version, about = "Mount a Hugging Face Hub repo as a local folder (FUSE)")]
+pub struct Cli {
+    #[command(flatten)]
+    pub opts: MountOpts,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Mount a model, dataset or space repo read-only.
+    Repo {
+        /// `NS/NAME`, `datasets/NS/NAME` or `spaces/NS/NAME`, optionally followed by `/SUBFOLDER`.
+        id: String,
+        /// An existing, empty directory.
+        mountpoint: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct MountOpts {
+    /// Branch, tag or commit to mount; resolved to a commit once, at mount time.
+    #[arg(long, global = true, default_value = "main")]
+    pub revision: String,
+    /// Hugging Face token (else `HF_TOKEN`, else the standard token file).
+    #[arg(long, global = true)]
+    pub hf_token: Option<String>,
+    /// Hub URL.
+    #[arg(long, global = true, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub hub_endpoint: String,
+    /// Directory of the on-disk chunk cache (default `$XDG_CACHE_HOME/hf-mount` or `~/.cache/hf-mount`).
+    #[arg(long, global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Size limit of the chunk cache in bytes (suffixes K, M, G accepted).
+    #[arg(long, global = true, default_value = "10G", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// Do not use the on-disk chunk cache.
+    #[arg(long, global = true)]
+    pub no_disk_cache: bool,
+    /// How long the kernel may cache names and attributes, in milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub metadata_ttl_ms: u64,
+    /// Owner uid of every file (default: the mounting user).
+    #[arg(long, global = true)]
+    pub uid: Option<u32>,
+    /// Owner gid of every file (default: the mounting user's group).
+    #[arg(long, global = true)]
+    pub gid: Option<u32>,
+    /// Only the mounting user may access the mount (no `allow_other`).
+    #[arg(long, global = true)]
+    pub fuse_owner_only: bool,
+    /// FUSE worker threads.
+    #[arg(long, global = true, default_value_t = 4)]
+    pub max_threads: usize,
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let m = match s[i..].to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1u64 << 40,
+                other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+            };
+            (&s[..i], m)
+        }
+        None => (s, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("invalid size {s:?}"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn flags_before_and_after_the_subcommand() {
+        let a = Cli::try_parse_from(["hf-mount-fuse", "--hub-endpoint", "http://h", "--hf-token", "t", "repo", "a/b", "/mnt", "--revision", "v1"]).unwrap();
+        assert_eq!(a.opts.hub_endpoint, "http://h");
+        assert_eq!(a.opts.revision, "v1");
+        assert_eq!(a.opts.hf_token.as_deref(), Some("t"));
+        assert!(Cli::try_parse_from(["hf-mount-fuse", "repo"]).is_err());
+        assert!(Cli::try_parse_from(["hf-mount-fuse", "--bogus", "repo", "a/b", "/m"]).is_err());
+    }
+}
