@@ -35,6 +35,24 @@ fn wait_for_signal(set: libc::sigset_t) -> i32 {
     sig
 }
 
+/// Detach the mount so the FUSE session ends: umount2 as root, else fusermount.
+fn unmount(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    for tool in ["fusermount3", "fusermount"] {
+        if let Ok(status) = std::process::Command::new(tool).arg("-u").arg("-z").arg(path).status() {
+            if status.success() {
+                return Ok(());
+            }
+        }
+    }
+    bail!("{}", std::io::Error::last_os_error())
+}
+
 /// `--hf-token`, else `HF_TOKEN`, else `$HF_TOKEN_PATH`, `$HF_HOME/token` or
 /// `~/.cache/huggingface/token`.
 fn find_token(flag: Option<String>) -> Option<String> {
@@ -131,17 +149,17 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     config.mount_options = options;
     config.acl = acl;
     config.n_threads = Some(o.max_threads.max(1));
-    let mut session = fuser::Session::new(FuseAdapter::new(runtime.handle.clone()), &mountpoint, &config)
+    let session = fuser::Session::new(FuseAdapter::new(runtime.handle.clone()), &mountpoint, &config)
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
-    let mut unmounter = session.unmount_callable();
     let background = session.spawn().context("starting the FUSE session")?;
     eprintln!("hf-mount-fuse: mounted {}@{} at {} in {:.0?}", info.id, &info.sha[..12], mountpoint.display(), started.elapsed());
 
+    let target = mountpoint.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         let sig = wait_for_signal(signals);
-        tracing::info!("signal {sig}: unmounting");
-        if let Err(e) = unmounter.unmount() {
-            eprintln!("hf-mount-fuse: unmount failed: {e}");
+        tracing::info!("signal {sig}: unmounting {}", target.display());
+        if let Err(e) = unmount(&target) {
+            eprintln!("hf-mount-fuse: unmount of {} failed: {e}", target.display());
         }
     })?;
     background.join().context("FUSE session")?;

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# End to end: hubsim on loopback, the real hf-mount-fuse binary, a real FUSE mount, real tools.
+# Usage: tests/e2e/repo_mount.sh [TARGET_DIR]   (binaries from TARGET_DIR/release)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../../target}/release
+big_mib=${E2E_BIG_MIB:-210}
+work=$(mktemp -d /tmp/hfm-e2e.XXXXXX)
+pass=0; fail=0; pids=()
+
+cleanup() {
+  for m in "$work"/mnt/*; do mountpoint -q "$m" 2>/dev/null && fusermount3 -u "$m" 2>/dev/null; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+check() { # check NAME COMMAND...
+  local name=$1; shift
+  if "$@" >"$work/out" 2>&1; then pass=$((pass+1)); echo "ok   $name"
+  else fail=$((fail+1)); echo "FAIL $name"; sed 's/^/     /' "$work/out" | tail -20; fi
+}
+
+mounted() { # mounted NAME ARGS... -> mounts at $work/mnt/NAME, waits until usable
+  local name=$1; shift
+  mkdir -p "$work/mnt/$name"
+  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/cache-$name" "$@" "$work/mnt/$name" >"$work/mount-$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do mountpoint -q "$work/mnt/$name" && return 0; sleep 0.1; done
+  cat "$work/mount-$name.log"; return 1
+}
+
+listing() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort); }
+
+echo "# seeding hubsim (big file ${big_mib} MiB)"
+"$bin/hubsim" serve --user alice:alice-token --user bob:bob-token >"$work/hubsim.out" 2>"$work/hubsim.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q endpoint= "$work/hubsim.out" && break; sleep 0.1; done
+ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out" | head -1)
+[ -n "$ep" ] || { cat "$work/hubsim.err"; exit 1; }
+python3 "$here/make_tree.py" "$work/v1" "$big_mib" 1
+cp -a "$work/v1" "$work/v2" && python3 - "$work/v2" <<'PY'
+import sys, os
+root = sys.argv[1]
+open(os.path.join(root, "README.md"), "w").write("# e2e repo\nversion 2\n")
+open(os.path.join(root, "added-in-v2.txt"), "w").write("new\n")
+os.remove(os.path.join(root, "nested/file-0.txt"))
+PY
+c1=$("$bin/hubsim" seed --endpoint "$ep" --token alice-token repo alice/e2e --from "$work/v1" --tag v1.0 | tail -1)
+c2=$("$bin/hubsim" seed --endpoint "$ep" --token alice-token repo alice/e2e --from "$work/v2" | tail -1)
+mkdir -p "$work/secret" && echo "top secret" > "$work/secret/s.txt"
+"$bin/hubsim" seed --endpoint "$ep" --token alice-token repo datasets/alice/secret --from "$work/secret" --private >/dev/null
+echo "# commits: v1.0=$c1 main=$c2"
+
+mounted main repo alice/e2e
+check "find lists exactly the seeded tree" diff <(listing "$work/v2") <(listing "$work/mnt/main")
+check "sha256 of every file matches" bash -c "cd '$work/v2' && find . -type f -print0 | xargs -0 sha256sum > '$work/sums' && cd '$work/mnt/main' && sha256sum --quiet -c '$work/sums'"
+check "ls -l sizes match" diff <(cd "$work/v2/many" && stat -c '%n %s' * | sort) <(cd "$work/mnt/main/many" && stat -c '%n %s' * | sort)
+check "2,500-entry directory lists fully" test "$(ls "$work/mnt/main/many" | wc -l)" -eq 2500
+check "random preads and mmap match" python3 "$here/preads.py" "$work/mnt/main/weights/model.safetensors" "$work/v2/weights/model.safetensors" 200
+check "empty file reads empty" test ! -s "$work/mnt/main/empty.txt" -a -f "$work/mnt/main/empty.txt"
+check "missing file is ENOENT" bash -c "cat '$work/mnt/main/nope' 2>&1 | grep -q 'No such file'"
+check "create is EROFS" bash -c "(echo x > '$work/mnt/main/new.txt') 2>&1 | grep -q 'Read-only'"
+check "overwrite is EROFS" bash -c "(echo x >> '$work/mnt/main/README.md') 2>&1 | grep -q 'Read-only'"
+check "mkdir is EROFS" bash -c "mkdir '$work/mnt/main/d' 2>&1 | grep -q 'Read-only'"
+check "rm is EROFS" bash -c "rm -f '$work/mnt/main/README.md' 2>&1 | grep -q 'Read-only'"
+check "mv is EROFS" bash -c "mv '$work/mnt/main/README.md' '$work/mnt/main/x' 2>&1 | grep -q 'Read-only'"
+check "touch is EROFS" bash -c "touch '$work/mnt/main/README.md' 2>&1 | grep -q 'Read-only'"
+
+mounted tag repo alice/e2e --revision v1.0
+check "tag shows its own commit" diff <(listing "$work/v1") <(listing "$work/mnt/tag")
+check "tag content is v1" grep -q "version 1" "$work/mnt/tag/README.md"
+mounted sha repo alice/e2e --revision "$c2"
+check "commit sha mount shows that commit" diff "$work/v2/README.md" "$work/mnt/sha/README.md"
+mounted sub repo alice/e2e/nested/d0/d1
+check "subfolder mount shows only that subtree" diff <(listing "$work/v2/nested/d0/d1") <(listing "$work/mnt/sub")
+
+mounted private --hf-token alice-token repo datasets/alice/secret
+check "private repo mounts with its token" grep -q "top secret" "$work/mnt/private/s.txt"
+HF_TOKEN=alice-token mounted private-env repo datasets/alice/secret
+check "HF_TOKEN is used" grep -q "top secret" "$work/mnt/private-env/s.txt"
+
+refused() { # refused PATTERN ARGS... : mount must fail fast, one line naming the problem
+  local pattern=$1; shift
+  mkdir -p "$work/mnt/refused"
+  timeout 20 "$bin/hf-mount-fuse" --hub-endpoint "$ep" "$@" >"$work/refused.log" 2>&1 && { echo "mount succeeded"; return 1; }
+  mountpoint -q "$work/mnt/refused" && { echo "something got mounted"; return 1; }
+  cat "$work/refused.log"; grep -q "$pattern" "$work/refused.log"
+}
+check "private repo refused without token" refused "HTTP 401" repo datasets/alice/secret "$work/mnt/refused"
+check "private repo refused for another user" refused "HTTP 404" --hf-token bob-token repo datasets/alice/secret "$work/mnt/refused"
+check "bad token refused" refused "HTTP 401" --hf-token wrong repo alice/e2e "$work/mnt/refused"
+check "unknown repo refused" refused "HTTP 40" repo alice/nope "$work/mnt/refused"
+check "unknown revision refused" refused "RevisionNotFound" repo alice/e2e "$work/mnt/refused" --revision nope
+check "missing subfolder refused" refused "EntryNotFound" repo alice/e2e/not/here "$work/mnt/refused"
+check "missing mountpoint refused" refused "mountpoint" repo alice/e2e "$work/does-not-exist"
+check "bad repo id refused" refused "invalid repo id" repo justname "$work/mnt/refused"
+
+check "SIGTERM unmounts cleanly" bash -c "pid=\$(pgrep -f 'hf-mount-fuse.*$work/mnt/sha\$'); kill -TERM \$pid; for i in \$(seq 50); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 \$pid 2>/dev/null && ! mountpoint -q '$work/mnt/sha'"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
