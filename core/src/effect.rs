@@ -18,11 +18,7 @@ pub enum Effect {
     /// GET `range` of a regular (non-xet) file through its resolve URL; completion is `Bytes`.
     HubRange { url: String, range: Range<u64> },
     /// Reconstruct `range` of a xet-stored file through CAS; completion is `Bytes`.
-    CasRange {
-        xet_hash: String,
-        file_size: u64,
-        range: Range<u64>,
-    },
+    CasRange { xet_hash: String, file_size: u64, range: Range<u64> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,10 +31,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -66,12 +59,7 @@ pub struct EffectFailure {
 
 impl EffectFailure {
     pub fn new(kind: FailureKind, status: Option<u16>, message: impl Into<String>) -> Self {
-        EffectFailure {
-            kind,
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
+        EffectFailure { kind, status, message: message.into(), retry_after: None }
     }
 
     /// Classify an HTTP status that is not a success.

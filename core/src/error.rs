@@ -65,11 +65,7 @@ pub struct FsError {
 
 impl FsError {
     pub fn new(errno: Errno, label: &'static str, detail: impl Into<String>) -> Self {
-        FsError {
-            errno,
-            label,
-            detail: detail.into(),
-        }
+        FsError { errno, label, detail: detail.into() }
     }
 
     pub fn not_found() -> Self {
@@ -82,12 +78,7 @@ impl FsError {
 
     pub fn level(&self) -> LogLevel {
         match self.errno {
-            Errno::NoEnt
-            | Errno::RoFs
-            | Errno::NotDir
-            | Errno::IsDir
-            | Errno::Inval
-            | Errno::NoSys => LogLevel::Debug,
+            Errno::NoEnt | Errno::RoFs | Errno::NotDir | Errno::IsDir | Errno::Inval | Errno::NoSys => LogLevel::Debug,
             _ => LogLevel::Warn,
         }
     }
@@ -98,13 +89,7 @@ impl fmt::Display for FsError {
         if self.detail.is_empty() {
             write!(f, "{} (errno {})", self.label, self.errno.code())
         } else {
-            write!(
-                f,
-                "{} (errno {}): {}",
-                self.label,
-                self.errno.code(),
-                self.detail
-            )
+            write!(f, "{} (errno {}): {}", self.label, self.errno.code(), self.detail)
         }
     }
 }

@@ -51,22 +51,15 @@ pub fn parse_repo_arg(arg: &str) -> Result<(RepoRef, String), String> {
         Some(&"models") => RepoKind::Model,
         _ => RepoKind::Model,
     };
-    if matches!(
-        parts.first(),
-        Some(&"datasets") | Some(&"spaces") | Some(&"models")
-    ) {
+    if matches!(parts.first(), Some(&"datasets") | Some(&"spaces") | Some(&"models")) {
         parts.remove(0);
     }
     if parts.len() < 2 || parts[..2].iter().any(|p| p.is_empty()) {
-        return Err(format!(
-            "invalid repo id {arg:?}: expected [datasets/|spaces/]NAMESPACE/NAME[/SUBFOLDER]"
-        ));
+        return Err(format!("invalid repo id {arg:?}: expected [datasets/|spaces/]NAMESPACE/NAME[/SUBFOLDER]"));
     }
     for part in &parts {
         if part.is_empty() || *part == "." || *part == ".." {
-            return Err(format!(
-                "invalid repo id {arg:?}: empty, '.' or '..' path segment"
-            ));
+            return Err(format!("invalid repo id {arg:?}: empty, '.' or '..' path segment"));
         }
     }
     let id = format!("{}/{}", parts[0], parts[1]);
@@ -79,15 +72,11 @@ pub fn validate_revision(rev: &str) -> Result<(), String> {
     let ok = !rev.is_empty()
         && rev.len() <= 256
         && !rev.contains("..")
-        && rev
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        && rev.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid revision {rev:?}: use letters, digits, '-', '_', '.', '/'"
-        ))
+        Err(format!("invalid revision {rev:?}: use letters, digits, '-', '_', '.', '/'"))
     }
 }
 
@@ -144,30 +133,17 @@ pub struct HubUrls {
 
 impl HubUrls {
     pub fn new(endpoint: &str) -> Self {
-        HubUrls {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-        }
+        HubUrls { endpoint: endpoint.trim_end_matches('/').to_string() }
     }
 
     pub fn revision_info(&self, repo: &RepoRef, rev: &str) -> String {
-        format!(
-            "{}/api/{}/{}/revision/{}",
-            self.endpoint,
-            repo.kind.api_segment(),
-            repo.id,
-            encode_segment(rev)
-        )
+        format!("{}/api/{}/{}/revision/{}", self.endpoint, repo.kind.api_segment(), repo.id, encode_segment(rev))
     }
 
     /// Non-recursive tree listing of `dir` ("" = root) at `rev`, first page.
     pub fn tree(&self, repo: &RepoRef, rev: &str, dir: &str, limit: u32) -> String {
-        let mut url = format!(
-            "{}/api/{}/{}/tree/{}",
-            self.endpoint,
-            repo.kind.api_segment(),
-            repo.id,
-            encode_segment(rev)
-        );
+        let mut url =
+            format!("{}/api/{}/{}/tree/{}", self.endpoint, repo.kind.api_segment(), repo.id, encode_segment(rev));
         if !dir.is_empty() {
             url.push('/');
             url.push_str(&encode_path(dir));
@@ -188,20 +164,13 @@ impl HubUrls {
     }
 
     pub fn xet_read_token(&self, repo: &RepoRef, rev: &str) -> String {
-        format!(
-            "{}/api/{}/{}/xet-read-token/{}",
-            self.endpoint,
-            repo.kind.api_segment(),
-            repo.id,
-            encode_segment(rev)
-        )
+        format!("{}/api/{}/{}/xet-read-token/{}", self.endpoint, repo.kind.api_segment(), repo.id, encode_segment(rev))
     }
 
     /// A server-provided URL (pagination) may only be followed if it stays on our endpoint:
     /// otherwise the bearer token would leak to another origin.
     pub fn is_same_origin(&self, url: &str) -> bool {
-        url.strip_prefix(&self.endpoint)
-            .is_some_and(|rest| rest.starts_with('/'))
+        url.strip_prefix(&self.endpoint).is_some_and(|rest| rest.starts_with('/'))
     }
 }
 
@@ -225,17 +194,12 @@ struct RawRevisionInfo {
 }
 
 pub fn parse_revision_info(body: &[u8]) -> Result<RevisionInfo, String> {
-    let raw: RawRevisionInfo =
-        serde_json::from_slice(body).map_err(|e| format!("malformed repo info: {e}"))?;
+    let raw: RawRevisionInfo = serde_json::from_slice(body).map_err(|e| format!("malformed repo info: {e}"))?;
     let sha = raw.sha.ok_or("repo info has no commit sha")?;
     if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("repo info has an invalid commit sha {sha:?}"));
     }
-    Ok(RevisionInfo {
-        id: raw.id,
-        sha,
-        last_modified: raw.last_modified.as_deref().and_then(parse_rfc3339),
-    })
+    Ok(RevisionInfo { id: raw.id, sha, last_modified: raw.last_modified.as_deref().and_then(parse_rfc3339) })
 }
 
 /// Where a file's bytes live.
@@ -284,8 +248,7 @@ fn is_xet_hash(s: &str) -> bool {
 /// Parse one tree page. Unknown entry types (e.g. submodules) are skipped; a malformed page is
 /// an error.
 pub fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>, String> {
-    let raw: Vec<RawTreeEntry> =
-        serde_json::from_slice(body).map_err(|e| format!("malformed tree page: {e}"))?;
+    let raw: Vec<RawTreeEntry> = serde_json::from_slice(body).map_err(|e| format!("malformed tree page: {e}"))?;
     let mut out = Vec::with_capacity(raw.len());
     for e in raw {
         let kind = match e.kind.as_str() {
@@ -302,13 +265,9 @@ pub fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>, String> {
                         if !is_xet_hash(&h) {
                             return Err(format!("tree entry {:?} has an invalid xetHash", e.path));
                         }
-                        ContentSource::Xet {
-                            hash: h.to_ascii_lowercase(),
-                        }
+                        ContentSource::Xet { hash: h.to_ascii_lowercase() }
                     }
-                    _ => ContentSource::Regular {
-                        oid: e.oid.unwrap_or_default(),
-                    },
+                    _ => ContentSource::Regular { oid: e.oid.unwrap_or_default() },
                 };
                 TreeEntryKind::File { size, source }
             }
@@ -391,17 +350,8 @@ pub fn failure_from_response(resp: &HttpResponse) -> EffectFailure {
 pub fn rate_limit_delay(resp: &HttpResponse) -> Option<std::time::Duration> {
     let secs = resp
         .header("ratelimit")
-        .and_then(|v| {
-            v.split(';').find_map(|p| {
-                p.trim()
-                    .strip_prefix("t=")
-                    .and_then(|t| t.parse::<u64>().ok())
-            })
-        })
-        .or_else(|| {
-            resp.header("retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })?;
+        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("t=").and_then(|t| t.parse::<u64>().ok())))
+        .or_else(|| resp.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()))?;
     Some(std::time::Duration::from_secs(secs.min(30)))
 }
 
@@ -411,9 +361,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     if b.len() < 20 {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        std::str::from_utf8(b.get(r)?).ok()?.parse().ok()
-    };
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { std::str::from_utf8(b.get(r)?).ok()?.parse().ok() };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if b[4] != b'-'
@@ -467,15 +415,9 @@ mod tests {
     #[test]
     fn repo_args() {
         let (r, sub) = parse_repo_arg("openai-community/gpt2").unwrap();
-        assert_eq!(
-            (r.kind, r.id.as_str(), sub.as_str()),
-            (RepoKind::Model, "openai-community/gpt2", "")
-        );
+        assert_eq!((r.kind, r.id.as_str(), sub.as_str()), (RepoKind::Model, "openai-community/gpt2", ""));
         let (r, sub) = parse_repo_arg("datasets/ns/name/a/b").unwrap();
-        assert_eq!(
-            (r.kind, r.id.as_str(), sub.as_str()),
-            (RepoKind::Dataset, "ns/name", "a/b")
-        );
+        assert_eq!((r.kind, r.id.as_str(), sub.as_str()), (RepoKind::Dataset, "ns/name", "a/b"));
         let (r, _) = parse_repo_arg("spaces/ns/app").unwrap();
         assert_eq!(r.kind, RepoKind::Space);
         assert!(parse_repo_arg("gpt2").is_err());
@@ -486,18 +428,12 @@ mod tests {
     #[test]
     fn urls_encode_paths_and_revisions() {
         let u = HubUrls::new("http://h:1/");
-        let r = RepoRef {
-            kind: RepoKind::Dataset,
-            id: "a/b".into(),
-        };
+        let r = RepoRef { kind: RepoKind::Dataset, id: "a/b".into() };
         assert_eq!(
             u.tree(&r, "refs/pr/1", "dir x/#1", 1000),
             "http://h:1/api/datasets/a/b/tree/refs%2Fpr%2F1/dir%20x/%231?limit=1000"
         );
-        assert_eq!(
-            u.resolve(&r, "main", "a?b%/é"),
-            "http://h:1/datasets/a/b/resolve/main/a%3Fb%25/%C3%A9"
-        );
+        assert_eq!(u.resolve(&r, "main", "a?b%/é"), "http://h:1/datasets/a/b/resolve/main/a%3Fb%25/%C3%A9");
         assert!(u.is_same_origin("http://h:1/api/x"));
         assert!(!u.is_same_origin("http://h:10/api/x"));
         assert!(!u.is_same_origin("http://evil/http://h:1/"));
@@ -505,14 +441,8 @@ mod tests {
 
     #[test]
     fn link_header() {
-        assert_eq!(
-            next_link("<http://h/api?cursor=a>; rel=\"next\"").as_deref(),
-            Some("http://h/api?cursor=a")
-        );
-        assert_eq!(
-            next_link("<http://h/p>; rel=\"prev\", <http://h/n>; rel=\"next\"").as_deref(),
-            Some("http://h/n")
-        );
+        assert_eq!(next_link("<http://h/api?cursor=a>; rel=\"next\"").as_deref(), Some("http://h/api?cursor=a"));
+        assert_eq!(next_link("<http://h/p>; rel=\"prev\", <http://h/n>; rel=\"next\"").as_deref(), Some("http://h/n"));
         assert_eq!(next_link("garbage"), None);
         assert_eq!(next_link(""), None);
     }
@@ -526,19 +456,12 @@ mod tests {
         assert_eq!(e.len(), 3);
         assert_eq!(
             e[1].kind,
-            TreeEntryKind::File {
-                size: 999,
-                source: ContentSource::Xet {
-                    hash: format!("ab{}", "0".repeat(62))
-                }
-            }
+            TreeEntryKind::File { size: 999, source: ContentSource::Xet { hash: format!("ab{}", "0".repeat(62)) } }
         );
         assert_eq!(e[2].kind, TreeEntryKind::Directory);
         assert!(parse_tree_page(b"{}").is_err());
         assert!(parse_tree_page(br#"[{"type":"file","path":"x"}]"#).is_err());
-        assert!(
-            parse_tree_page(br#"[{"type":"file","path":"x","size":1,"xetHash":"zz"}]"#).is_err()
-        );
+        assert!(parse_tree_page(br#"[{"type":"file","path":"x","size":1,"xetHash":"zz"}]"#).is_err());
     }
 
     #[test]
@@ -564,10 +487,7 @@ mod tests {
             headers: vec![("ratelimit".into(), "\"api\";r=0;t=7".into())],
             body: Default::default(),
         };
-        assert_eq!(
-            failure_from_response(&resp).retry_after,
-            Some(std::time::Duration::from_secs(7))
-        );
+        assert_eq!(failure_from_response(&resp).retry_after, Some(std::time::Duration::from_secs(7)));
     }
 
     proptest! {

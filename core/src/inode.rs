@@ -53,8 +53,7 @@ impl InodeTable {
     }
 
     fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        ino.checked_sub(1)
-            .and_then(|k| self.nodes.get_mut(k as usize))
+        ino.checked_sub(1).and_then(|k| self.nodes.get_mut(k as usize))
     }
 
     pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
@@ -66,13 +65,7 @@ impl InodeTable {
         if let Some(ino) = self.child(parent, name) {
             return ino;
         }
-        let key = self.nodes.insert(Inode {
-            parent,
-            name: name.to_string(),
-            path,
-            kind,
-            lookups: 0,
-        });
+        let key = self.nodes.insert(Inode { parent, name: name.to_string(), path, kind, lookups: 0 });
         let ino = key as u64 + 1;
         self.by_name.insert((parent, name.to_string()), ino);
         ino

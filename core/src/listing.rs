@@ -10,15 +10,8 @@ use crate::request::RequestId;
 /// A request parked until a directory's listing is complete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Waiter {
-    Lookup {
-        req: RequestId,
-        name: String,
-    },
-    ReadDir {
-        req: RequestId,
-        offset: u64,
-        plus: bool,
-    },
+    Lookup { req: RequestId, name: String },
+    ReadDir { req: RequestId, offset: u64, plus: bool },
 }
 
 #[derive(Debug)]
@@ -59,12 +52,7 @@ impl Listings {
                 if already {
                     Need::Wait
                 } else {
-                    self.dirs.insert(
-                        dir,
-                        State::Loading {
-                            children: Vec::new(),
-                        },
-                    );
+                    self.dirs.insert(dir, State::Loading { children: Vec::new() });
                     Need::StartFetch
                 }
             }
@@ -112,10 +100,7 @@ mod tests {
     #[test]
     fn one_fetch_many_waiters() {
         let mut l = Listings::default();
-        let w = |n| Waiter::Lookup {
-            req: RequestId(n),
-            name: "x".into(),
-        };
+        let w = |n| Waiter::Lookup { req: RequestId(n), name: "x".into() };
         assert_eq!(l.need(1, w(1)), Need::StartFetch);
         assert_eq!(l.need(1, w(2)), Need::Wait);
         l.add_page(1, [5, 6]);
@@ -128,11 +113,7 @@ mod tests {
     #[test]
     fn failure_resets() {
         let mut l = Listings::default();
-        let w = Waiter::ReadDir {
-            req: RequestId(1),
-            offset: 0,
-            plus: false,
-        };
+        let w = Waiter::ReadDir { req: RequestId(1), offset: 0, plus: false };
         assert_eq!(l.need(1, w.clone()), Need::StartFetch);
         assert_eq!(l.fail(1), vec![w.clone()]);
         assert_eq!(l.need(1, w), Need::StartFetch);

@@ -27,13 +27,7 @@ pub struct FetchPlan {
 
 impl ReadPattern {
     /// Record a read of `[offset, end)` in a file of `file_size` bytes and plan the fetches.
-    pub fn on_read(
-        &mut self,
-        offset: u64,
-        end: u64,
-        file_size: u64,
-        policy: &ReadPolicy,
-    ) -> FetchPlan {
+    pub fn on_read(&mut self, offset: u64, end: u64, file_size: u64, policy: &ReadPolicy) -> FetchPlan {
         let sequential = offset == self.next_offset && (self.reads > 0 || offset == 0);
         self.window = if sequential {
             if self.window == 0 {
@@ -48,10 +42,7 @@ impl ReadPattern {
         self.next_offset = end;
         let ahead_start = end.min(file_size);
         let ahead_end = end.saturating_add(self.window).min(file_size);
-        FetchPlan {
-            demand: offset..end,
-            ahead: ahead_start..ahead_end,
-        }
+        FetchPlan { demand: offset..end, ahead: ahead_start..ahead_end }
     }
 
     pub fn window(&self) -> u64 {

@@ -27,10 +27,7 @@ pub struct ReadCache {
 
 impl ReadCache {
     pub fn new(budget: u64) -> Self {
-        ReadCache {
-            budget,
-            ..Default::default()
-        }
+        ReadCache { budget, ..Default::default() }
     }
 
     pub fn cached_bytes(&self) -> u64 {
@@ -45,11 +42,7 @@ impl ReadCache {
         }
         let mut pos = want.start;
         if let Some(segs) = self.files.get(&ino) {
-            let first = segs
-                .range(..=pos)
-                .next_back()
-                .map(|(s, _)| *s)
-                .unwrap_or(pos);
+            let first = segs.range(..=pos).next_back().map(|(s, _)| *s).unwrap_or(pos);
             for (&start, seg) in segs.range(first..want.end) {
                 let end = start + seg.data.len() as u64;
                 if end <= pos {
@@ -113,13 +106,7 @@ impl ReadCache {
             self.tick += 1;
             self.bytes += piece.len() as u64;
             self.lru.insert((self.tick, ino, gap.start), ());
-            self.files.entry(ino).or_default().insert(
-                gap.start,
-                Segment {
-                    data: piece,
-                    last_use: self.tick,
-                },
-            );
+            self.files.entry(ino).or_default().insert(gap.start, Segment { data: piece, last_use: self.tick });
         }
     }
 

@@ -104,22 +104,10 @@ pub struct StatFs {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    Entry {
-        attr: Attr,
-        ttl: Duration,
-    },
-    Attr {
-        attr: Attr,
-        ttl: Duration,
-    },
-    Dir {
-        entries: Vec<DirEntry>,
-        ttl: Duration,
-    },
-    Open {
-        fh: u64,
-        keep_cache: bool,
-    },
+    Entry { attr: Attr, ttl: Duration },
+    Attr { attr: Attr, ttl: Duration },
+    Dir { entries: Vec<DirEntry>, ttl: Duration },
+    Open { fh: u64, keep_cache: bool },
     Data(Bytes),
     Empty,
     StatFs(StatFs),

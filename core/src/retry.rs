@@ -13,11 +13,7 @@ pub fn next_delay(failure: &EffectFailure, attempt: u32) -> Option<Duration> {
         return None;
     }
     let backoff = Duration::from_millis(200) * 2u32.pow(attempt - 1);
-    Some(
-        failure
-            .retry_after
-            .map_or(backoff, |server| server.max(backoff)),
-    )
+    Some(failure.retry_after.map_or(backoff, |server| server.max(backoff)))
 }
 
 #[cfg(test)]

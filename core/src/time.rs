@@ -18,10 +18,7 @@ impl Instant {
     }
 
     pub fn saturating_add(self, d: Duration) -> Self {
-        Instant(
-            self.0
-                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
+        Instant(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
     }
 
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {

@@ -74,12 +74,22 @@ impl CasReader {
         }
         let token = fetch_token(&self.hub, &self.token_url)?;
         let refresher = Arc::new(HubTokenRefresher { hub: self.hub.clone(), url: self.token_url.clone() });
-        let config = default_config(&self.ctx, token.cas_url, Some((token.access_token, token.exp)), Some(refresher), None)
-            .map_err(|e| cas_failure("configuring CAS", e))?;
+        let config =
+            default_config(&self.ctx, token.cas_url, Some((token.access_token, token.exp)), Some(refresher), None)
+                .map_err(|e| cas_failure("configuring CAS", e))?;
         let chunk_cache = match &self.cache.dir {
             Some(dir) => Some(
-                get_cache(&self.ctx.config, &CacheConfig { cache_directory: dir.clone(), cache_size: self.cache.size_bytes })
-                    .map_err(|e| EffectFailure::new(FailureKind::Permanent, None, format!("opening chunk cache {}: {e}", dir.display())))?,
+                get_cache(
+                    &self.ctx.config,
+                    &CacheConfig { cache_directory: dir.clone(), cache_size: self.cache.size_bytes },
+                )
+                .map_err(|e| {
+                    EffectFailure::new(
+                        FailureKind::Permanent,
+                        None,
+                        format!("opening chunk cache {}: {e}", dir.display()),
+                    )
+                })?,
             ),
             None => None,
         };

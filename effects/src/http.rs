@@ -43,19 +43,17 @@ impl HubClient {
         if let Some(r) = range {
             req = req.header("range", &format!("bytes={}-{}", r.start, r.end - 1));
         }
-        let mut resp = req.call().map_err(|e| EffectFailure::new(FailureKind::Transient, None, format!("GET {url}: {e}")))?;
+        let mut resp =
+            req.call().map_err(|e| EffectFailure::new(FailureKind::Transient, None, format!("GET {url}: {e}")))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
             .collect();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| EffectFailure::new(FailureKind::Transient, Some(status), format!("GET {url}: reading body: {e}")))?;
+        let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| {
+            EffectFailure::new(FailureKind::Transient, Some(status), format!("GET {url}: reading body: {e}"))
+        })?;
         Ok(HttpResponse { status, headers, body: Bytes::from(body) })
     }
 

@@ -137,7 +137,13 @@ async fn event_loop(
     fs
 }
 
-fn drain(fs: &mut Filesystem, sinks: &mut SinkMap, executor: &Arc<Executor>, notifier: Option<&dyn Notifier>, tx: &Sender<Msg>) {
+fn drain(
+    fs: &mut Filesystem,
+    sinks: &mut SinkMap,
+    executor: &Arc<Executor>,
+    notifier: Option<&dyn Notifier>,
+    tx: &Sender<Msg>,
+) {
     while let Some((id, reply)) = fs.poll_reply() {
         if let Some(sink) = sinks.take(id) {
             sink.send(reply);

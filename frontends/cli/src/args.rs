@@ -97,7 +97,19 @@ mod tests {
 
     #[test]
     fn flags_before_and_after_the_subcommand() {
-        let a = Cli::try_parse_from(["hf-mount-fuse", "--hub-endpoint", "http://h", "--hf-token", "t", "repo", "a/b", "/mnt", "--revision", "v1"]).unwrap();
+        let a = Cli::try_parse_from([
+            "hf-mount-fuse",
+            "--hub-endpoint",
+            "http://h",
+            "--hf-token",
+            "t",
+            "repo",
+            "a/b",
+            "/mnt",
+            "--revision",
+            "v1",
+        ])
+        .unwrap();
         assert_eq!(a.opts.hub_endpoint, "http://h");
         assert_eq!(a.opts.revision, "v1");
         assert_eq!(a.opts.hf_token.as_deref(), Some("t"));

@@ -11,7 +11,10 @@ fn main() {
     // Block the termination signals before any thread starts, so one thread can sigwait them.
     let signals = setup::block_termination_signals();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,fuser::mnt=error".into());
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
     let cli = args::Cli::parse();
     if let Err(e) = setup::run(cli, signals) {
         eprintln!("hf-mount-fuse: {e}");

@@ -68,7 +68,9 @@ fn find_token(flag: Option<String>) -> Option<String> {
     }
     let path = std::env::var_os("HF_TOKEN_PATH").map(PathBuf::from).or_else(|| {
         let home = std::env::var_os("HF_HOME").map(PathBuf::from).or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
             Some(base.join("huggingface"))
         })?;
         Some(home.join("token"))
@@ -117,10 +119,18 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     let hub = HubClient::new(find_token(o.hf_token), "fuse");
 
     let started = std::time::Instant::now();
-    let resp = hub_get_ok(&hub, &urls.revision_info(&repo, &o.revision), &format!("resolving {} at {:?}", repo.id, o.revision))?;
+    let resp = hub_get_ok(
+        &hub,
+        &urls.revision_info(&repo, &o.revision),
+        &format!("resolving {} at {:?}", repo.id, o.revision),
+    )?;
     let info = hub::parse_revision_info(&resp.body).map_err(|e| anyhow!("resolving {}: {e}", repo.id))?;
     if !subfolder.is_empty() {
-        hub_get_ok(&hub, &urls.tree(&repo, &info.sha, &subfolder, 1), &format!("subfolder {subfolder:?} of {}", repo.id))?;
+        hub_get_ok(
+            &hub,
+            &urls.tree(&repo, &info.sha, &subfolder, 1),
+            &format!("subfolder {subfolder:?} of {}", repo.id),
+        )?;
     }
 
     // SAFETY: getuid/getgid cannot fail.
@@ -136,13 +146,21 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
         mtime_secs: info.last_modified.unwrap_or(0),
         policy: ReadPolicy::default(),
     };
-    let cache = CacheSettings { dir: (!o.no_disk_cache).then(|| o.cache_dir.unwrap_or_else(default_cache_dir)), size_bytes: o.cache_size };
+    let cache = CacheSettings {
+        dir: (!o.no_disk_cache).then(|| o.cache_dir.unwrap_or_else(default_cache_dir)),
+        size_bytes: o.cache_size,
+    };
     let token_url = urls.xet_read_token(&cfg.repo, &cfg.commit);
     let cas = CasReader::new(hub.clone(), token_url, cache).map_err(|e| anyhow!(e))?;
     let executor = Arc::new(Executor { hub, cas });
     let runtime = Runtime::start(Filesystem::new(cfg), executor, None);
 
-    let options = vec![MountOption::RO, MountOption::FSName(format!("hf-mount:{}", info.id)), MountOption::Subtype("hf-mount".into()), MountOption::NoAtime];
+    let options = vec![
+        MountOption::RO,
+        MountOption::FSName(format!("hf-mount:{}", info.id)),
+        MountOption::Subtype("hf-mount".into()),
+        MountOption::NoAtime,
+    ];
     // `SessionACL::All` is fuser's `allow_other`.
     let acl = if o.fuse_owner_only { SessionACL::Owner } else { SessionACL::All };
     let mut config = Config::default();
@@ -152,7 +170,13 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     let session = fuser::Session::new(FuseAdapter::new(runtime.handle.clone()), &mountpoint, &config)
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
     let background = session.spawn().context("starting the FUSE session")?;
-    eprintln!("hf-mount-fuse: mounted {}@{} at {} in {:.0?}", info.id, &info.sha[..12], mountpoint.display(), started.elapsed());
+    eprintln!(
+        "hf-mount-fuse: mounted {}@{} at {} in {:.0?}",
+        info.id,
+        &info.sha[..12],
+        mountpoint.display(),
+        started.elapsed()
+    );
 
     let target = mountpoint.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {

@@ -132,7 +132,9 @@ impl ReplySink for FuseReply {
                 r.opened(FileHandle(fh), flags);
             }
             (FuseReply::Empty(r), Reply::Empty) => r.ok(),
-            (FuseReply::Statfs(r), Reply::StatFs(s)) => r.statfs(s.blocks, 0, 0, s.files, 0, s.block_size, s.name_max, s.block_size),
+            (FuseReply::Statfs(r), Reply::StatFs(s)) => {
+                r.statfs(s.blocks, 0, 0, s.files, 0, s.block_size, s.name_max, s.block_size)
+            }
             (sink, Reply::Error(err)) => {
                 match err.level() {
                     hfm_core::error::LogLevel::Debug => tracing::debug!("{err}"),
@@ -211,7 +213,16 @@ impl fuser::Filesystem for FuseAdapter {
         self.submit(Request::ReadLink { ino: ino.0 }, FuseReply::Data(reply));
     }
 
-    fn mknod(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &FuseRequest,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         self.submit(Request::Modify { op: "mknod" }, FuseReply::Entry(reply));
     }
 
@@ -227,7 +238,14 @@ impl fuser::Filesystem for FuseAdapter {
         self.submit(Request::Modify { op: "rmdir" }, FuseReply::Empty(reply));
     }
 
-    fn symlink(&self, _req: &FuseRequest, _parent: INodeNo, _link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &FuseRequest,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
         self.submit(Request::Modify { op: "symlink" }, FuseReply::Entry(reply));
     }
 
@@ -300,7 +318,10 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn readdirplus(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
-        self.submit(Request::ReadDir { ino: ino.0, offset, plus: true }, FuseReply::DirPlus(reply, self.handle.clone()));
+        self.submit(
+            Request::ReadDir { ino: ino.0, offset, plus: true },
+            FuseReply::DirPlus(reply, self.handle.clone()),
+        );
     }
 
     fn statfs(&self, _req: &FuseRequest, _ino: INodeNo, reply: ReplyStatfs) {

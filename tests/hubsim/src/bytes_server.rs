@@ -23,7 +23,9 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Store) {
 
 async fn file(State(store): State<Store>, Path(hash): Path<String>, method: Method, headers: HeaderMap) -> Response {
     let Ok(h) = MerkleHash::from_hex(&hash) else { return (StatusCode::BAD_REQUEST, "bad hash").into_response() };
-    let Ok(size) = store.get_file_size(&h).await else { return (StatusCode::NOT_FOUND, "unknown file").into_response() };
+    let Ok(size) = store.get_file_size(&h).await else {
+        return (StatusCode::NOT_FOUND, "unknown file").into_response();
+    };
     let range = match headers.get("range").and_then(|v| v.to_str().ok()).and_then(|r| parse_range(r, size)) {
         Some(Err(())) => return unsatisfiable(size),
         Some(Ok(r)) => Some(r),

@@ -4,6 +4,9 @@
 //! a byte server (target of xet resolve redirects) on a third. `hubsim seed` fills it from a
 //! local directory through the same CAS upload path real clients use.
 
+// Route helpers return the error `Response` itself; it is large, but this is a test server.
+#![allow(clippy::result_large_err)]
+
 mod bytes_server;
 mod routes;
 mod seed;
@@ -54,11 +57,16 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("HUBSIM_LOG")).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("HUBSIM_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.cmd {
-        Cmd::Serve { listen, data, users, xet_token_ttl_secs } => rt.block_on(serve(listen, data, users, xet_token_ttl_secs)),
+        Cmd::Serve { listen, data, users, xet_token_ttl_secs } => {
+            rt.block_on(serve(listen, data, users, xet_token_ttl_secs))
+        }
         Cmd::Seed { endpoint, token, target } => rt.block_on(seed::run(&endpoint, token.as_deref(), target)),
     }
 }
@@ -99,7 +107,13 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
     let bytes_port = bytes_listener.local_addr()?.port();
     tokio::spawn(bytes_server::serve(bytes_listener, cas_client));
 
-    let app = Arc::new(routes::App { state: Mutex::new(state), cas_port, bytes_port, xet_token_ttl_secs, requests: AtomicU64::new(0) });
+    let app = Arc::new(routes::App {
+        state: Mutex::new(state),
+        cas_port,
+        bytes_port,
+        xet_token_ttl_secs,
+        requests: AtomicU64::new(0),
+    });
     let router = axum::Router::new().fallback(routes::handle).with_state(app);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
@@ -111,7 +125,8 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -76,7 +76,8 @@ fn query_param(uri: &Uri, name: &str) -> Option<String> {
 fn error(status: StatusCode, code: Option<&str>, message: &str) -> Response {
     let mut resp = (status, axum::Json(json!({ "error": message }))).into_response();
     if let Some(code) = code {
-        resp.headers_mut().insert("x-error-code", HeaderValue::from_str(code).unwrap_or(HeaderValue::from_static("Error")));
+        resp.headers_mut()
+            .insert("x-error-code", HeaderValue::from_str(code).unwrap_or(HeaderValue::from_static("Error")));
     }
     if let Ok(v) = HeaderValue::from_str(message) {
         resp.headers_mut().insert("x-error-message", v);
@@ -120,10 +121,17 @@ fn readable_repo<'a>(st: &'a HubState, kind: RepoType, id: &str, user: Option<&s
 }
 
 fn resolve_rev<'a>(repo: &'a Repo, rev: &str) -> Result<&'a Commit, Response> {
-    repo.resolve(rev).ok_or_else(|| error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {rev}")))
+    repo.resolve(rev)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {rev}")))
 }
 
-pub async fn handle(axum::extract::State(app): axum::extract::State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    axum::extract::State(app): axum::extract::State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
     let user = match caller(&app, &headers) {
         Ok(u) => u,
@@ -170,7 +178,17 @@ fn parse_resolve(segs: &[&str]) -> Option<(RepoType, String, String, String)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn api_repo(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, user: Option<&str>, kind: RepoType, id: &str, rest: &[&str], body: &[u8]) -> Response {
+fn api_repo(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    user: Option<&str>,
+    kind: RepoType,
+    id: &str,
+    rest: &[&str],
+    body: &[u8],
+) -> Response {
     let st = app.state.lock().unwrap_or_else(|e| e.into_inner());
     let repo = match readable_repo(&st, kind, id, user) {
         Ok(r) => r,
@@ -188,27 +206,32 @@ fn api_repo(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, user: Op
         }
         (Method::GET, ["refs"]) => {
             let r = |prefix: &str, m: &std::collections::BTreeMap<String, String>| -> Vec<Value> {
-                m.iter().map(|(n, sha)| json!({ "name": n, "ref": format!("{prefix}{n}"), "targetCommit": sha })).collect()
+                m.iter()
+                    .map(|(n, sha)| json!({ "name": n, "ref": format!("{prefix}{n}"), "targetCommit": sha }))
+                    .collect()
             };
             Ok(axum::Json(json!({ "branches": r("refs/heads/", &repo.branches), "tags": r("refs/tags/", &repo.tags), "converts": [] })).into_response())
         }
         (Method::GET, ["tree", rev, path @ ..]) => {
             let commit = resolve_rev(repo, &decode_or_400(rev)?)?;
             let dir = decode_or_400(&path.join("/"))?.trim_matches('/').to_string();
-            tree(uri, headers, commit, &dir, repo)
+            tree(uri, headers, commit, &dir)
         }
         (Method::POST, ["paths-info", rev]) => {
             let commit = resolve_rev(repo, &decode_or_400(rev)?)?;
             paths_info(commit, headers, body)
         }
-        (Method::GET, ["xet-read-token", _rev]) | (Method::GET, ["xet-write-token", _rev]) => Ok(xet_token(app, headers)),
+        (Method::GET, ["xet-read-token", _rev]) | (Method::GET, ["xet-write-token", _rev]) => {
+            Ok(xet_token(app, headers))
+        }
         _ => Err(error(StatusCode::NOT_FOUND, None, "Not Found")),
     })();
     result.unwrap_or_else(|e| e)
 }
 
 fn repo_info(repo: &Repo, commit: Option<&Commit>) -> Value {
-    let siblings: Vec<Value> = commit.map(|c| c.files.keys().map(|p| json!({ "rfilename": p })).collect()).unwrap_or_default();
+    let siblings: Vec<Value> =
+        commit.map(|c| c.files.keys().map(|p| json!({ "rfilename": p })).collect()).unwrap_or_default();
     json!({
         "_id": repo.id, "id": repo.id, "private": repo.private, "gated": false, "disabled": false,
         "sha": commit.map(|c| c.sha.clone()),
@@ -221,7 +244,9 @@ fn repo_info(repo: &Repo, commit: Option<&Commit>) -> Value {
 fn entry_json(commit: &Commit, item: &TreeItem<'_>) -> Value {
     match item {
         TreeItem::Dir(d) => json!({ "type": "directory", "oid": commit.dir_oid(d), "size": 0, "path": d }),
-        TreeItem::File(path, FileEntry::Regular { oid, size }) => json!({ "type": "file", "oid": oid, "size": size, "path": path }),
+        TreeItem::File(path, FileEntry::Regular { oid, size }) => {
+            json!({ "type": "file", "oid": oid, "size": size, "path": path })
+        }
         TreeItem::File(path, FileEntry::Xet { xet_hash, sha256, size, pointer_oid, pointer_size }) => json!({
             "type": "file", "oid": pointer_oid, "size": size, "path": path, "xetHash": xet_hash,
             "lfs": { "oid": sha256, "size": size, "pointerSize": pointer_size },
@@ -229,9 +254,13 @@ fn entry_json(commit: &Commit, item: &TreeItem<'_>) -> Value {
     }
 }
 
-fn tree(uri: &Uri, headers: &HeaderMap, commit: &Commit, dir: &str, _repo: &Repo) -> Result<Response, Response> {
+fn tree(uri: &Uri, headers: &HeaderMap, commit: &Commit, dir: &str) -> Result<Response, Response> {
     if !commit.is_dir(dir) {
-        return Err(error(StatusCode::NOT_FOUND, Some("EntryNotFound"), &format!("{dir} does not exist on {}", commit.sha)));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            Some("EntryNotFound"),
+            &format!("{dir} does not exist on {}", commit.sha),
+        ));
     }
     let recursive = query_param(uri, "recursive").is_some_and(|v| v == "true" || v == "1");
     let limit = query_param(uri, "limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
@@ -243,7 +272,13 @@ fn tree(uri: &Uri, headers: &HeaderMap, commit: &Commit, dir: &str, _repo: &Repo
     let page: Vec<Value> = items.iter().skip(cursor).take(limit).map(|i| entry_json(commit, i)).collect();
     let mut resp = axum::Json(page).into_response();
     if cursor + limit < items.len() {
-        let mut next_query: Vec<String> = uri.query().unwrap_or("").split('&').filter(|kv| !kv.is_empty() && !kv.starts_with("cursor=")).map(String::from).collect();
+        let mut next_query: Vec<String> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
+            .map(String::from)
+            .collect();
         next_query.push(format!("cursor={}", cursor + limit));
         let next = format!("http://{}{}?{}", host(headers), uri.path(), next_query.join("&"));
         if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
@@ -283,7 +318,8 @@ fn paths_info(commit: &Commit, headers: &HeaderMap, body: &[u8]) -> Result<Respo
 
 fn xet_token(app: &App, headers: &HeaderMap) -> Response {
     let cas_url = format!("http://{}:{}", host_name(headers), app.cas_port);
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() + app.xet_token_ttl_secs;
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
+        + app.xet_token_ttl_secs;
     let token = format!("hubsim-xet-{:016x}", rand::random::<u64>());
     let mut resp = axum::Json(json!({ "casUrl": cas_url, "accessToken": token, "exp": exp })).into_response();
     let h = resp.headers_mut();
@@ -294,7 +330,16 @@ fn xet_token(app: &App, headers: &HeaderMap) -> Response {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn resolve(app: &App, method: &Method, headers: &HeaderMap, user: Option<&str>, kind: RepoType, id: &str, rev: &str, path: &str) -> Response {
+fn resolve(
+    app: &App,
+    method: &Method,
+    headers: &HeaderMap,
+    user: Option<&str>,
+    kind: RepoType,
+    id: &str,
+    rev: &str,
+    path: &str,
+) -> Response {
     let st = app.state.lock().unwrap_or_else(|e| e.into_inner());
     let repo = match readable_repo(&st, kind, id, user) {
         Ok(r) => r,
@@ -305,7 +350,8 @@ fn resolve(app: &App, method: &Method, headers: &HeaderMap, user: Option<&str>, 
         Err(resp) => return resp,
     };
     let Some(entry) = commit.files.get(path) else {
-        let mut resp = error(StatusCode::NOT_FOUND, Some("EntryNotFound"), &format!("{path} does not exist on {}", commit.sha));
+        let mut resp =
+            error(StatusCode::NOT_FOUND, Some("EntryNotFound"), &format!("{path} does not exist on {}", commit.sha));
         resp.headers_mut().insert("x-repo-commit", HeaderValue::from_str(&commit.sha).expect("hex"));
         return resp;
     };
@@ -313,7 +359,11 @@ fn resolve(app: &App, method: &Method, headers: &HeaderMap, user: Option<&str>, 
         FileEntry::Regular { oid, size } => {
             let data = st.blobs.get(oid).cloned().unwrap_or_default();
             let etag = format!("\"{oid}\"");
-            if headers.get("if-none-match").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start_matches("W/") == etag) {
+            if headers
+                .get("if-none-match")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start_matches("W/") == etag)
+            {
                 let mut r = StatusCode::NOT_MODIFIED.into_response();
                 r.headers_mut().insert("etag", HeaderValue::from_str(&etag).expect("hex"));
                 r
@@ -327,7 +377,10 @@ fn resolve(app: &App, method: &Method, headers: &HeaderMap, user: Option<&str>, 
             let hn = host_name(headers);
             let mut r = StatusCode::FOUND.into_response();
             let h = r.headers_mut();
-            h.insert("location", HeaderValue::from_str(&format!("http://{hn}:{}/xet/{xet_hash}", app.bytes_port)).expect("ascii"));
+            h.insert(
+                "location",
+                HeaderValue::from_str(&format!("http://{hn}:{}/xet/{xet_hash}", app.bytes_port)).expect("ascii"),
+            );
             h.insert("x-xet-hash", HeaderValue::from_str(xet_hash).expect("hex"));
             h.insert("x-linked-size", HeaderValue::from(*size));
             h.insert("x-linked-etag", HeaderValue::from_str(&format!("\"{sha256}\"")).expect("hex"));
@@ -363,7 +416,12 @@ fn http_date(rfc3339: &str) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let wd = WEEKDAYS[days.rem_euclid(7) as usize];
     let mon = MONTHS[(m.clamp(1, 12) - 1) as usize];
-    format!("{wd}, {d:02} {mon} {y:04} {}:{}:{} GMT", &rfc3339.get(11..13).unwrap_or("00"), &rfc3339.get(14..16).unwrap_or("00"), &rfc3339.get(17..19).unwrap_or("00"))
+    format!(
+        "{wd}, {d:02} {mon} {y:04} {}:{}:{} GMT",
+        &rfc3339.get(11..13).unwrap_or("00"),
+        &rfc3339.get(14..16).unwrap_or("00"),
+        &rfc3339.get(17..19).unwrap_or("00")
+    )
 }
 
 /// Serve `data` (of `size` bytes) honouring a single `Range` header.
@@ -413,7 +471,8 @@ pub fn parse_range(v: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
         (size.saturating_sub(n), size.checked_sub(1)?)
     } else {
         let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().ok()?.min(size.saturating_sub(1)) };
+        let end =
+            if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().ok()?.min(size.saturating_sub(1)) };
         (start, end)
     };
     if start >= size || start > end {
@@ -452,7 +511,8 @@ fn create_repo(app: &App, user: Option<&str>, headers: &HeaderMap, body: &[u8]) 
     if let Err(e) = st.persist() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string());
     }
-    axum::Json(json!({ "url": format!("http://{}/{}{id}", host(headers), kind.url_prefix()), "name": id })).into_response()
+    axum::Json(json!({ "url": format!("http://{}/{}{id}", host(headers), kind.url_prefix()), "name": id }))
+        .into_response()
 }
 
 fn new_repo(kind: RepoType, id: &str, private: bool) -> Repo {
@@ -495,7 +555,9 @@ fn emulator_commit(app: &App, user: Option<&str>, body: &[u8]) -> Response {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, None, &e.to_string()),
     };
-    let Some(kind) = RepoType::from_singular(&req.repo_type) else { return error(StatusCode::BAD_REQUEST, None, "invalid repo type") };
+    let Some(kind) = RepoType::from_singular(&req.repo_type) else {
+        return error(StatusCode::BAD_REQUEST, None, "invalid repo type");
+    };
     if req.repo_id.split('/').count() != 2 || req.repo_id.split('/').any(str::is_empty) {
         return error(StatusCode::BAD_REQUEST, None, "repo id must be NAMESPACE/NAME");
     }
@@ -516,7 +578,9 @@ fn emulator_commit(app: &App, user: Option<&str>, body: &[u8]) -> Response {
         }
         let entry = match (f.content_b64, f.xet_hash, f.sha256, f.size) {
             (Some(b64), None, _, _) => {
-                let Ok(data) = base64::engine::general_purpose::STANDARD.decode(b64) else { return error(StatusCode::BAD_REQUEST, None, "bad base64") };
+                let Ok(data) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+                    return error(StatusCode::BAD_REQUEST, None, "bad base64");
+                };
                 let oid = state::git_blob_oid(&data);
                 let size = data.len() as u64;
                 st.blobs.insert(oid.clone(), data.into());
@@ -524,9 +588,21 @@ fn emulator_commit(app: &App, user: Option<&str>, body: &[u8]) -> Response {
             }
             (None, Some(xet_hash), Some(sha256), Some(size)) => {
                 let pointer = state::lfs_pointer(&sha256, size);
-                FileEntry::Xet { xet_hash, sha256, size, pointer_oid: state::git_blob_oid(pointer.as_bytes()), pointer_size: pointer.len() as u64 }
+                FileEntry::Xet {
+                    xet_hash,
+                    sha256,
+                    size,
+                    pointer_oid: state::git_blob_oid(pointer.as_bytes()),
+                    pointer_size: pointer.len() as u64,
+                }
             }
-            _ => return error(StatusCode::BAD_REQUEST, None, &format!("file {path:?}: give content_b64, or xet_hash + sha256 + size")),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    &format!("file {path:?}: give content_b64, or xet_hash + sha256 + size"),
+                )
+            }
         };
         files.insert(path, entry);
     }

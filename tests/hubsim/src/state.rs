@@ -239,7 +239,13 @@ mod tests {
     fn listing_children_and_descendants() {
         let c = commit(&["a.txt", "d/x", "d/e/y", "d2/z"]);
         let names = |items: Vec<TreeItem<'_>>| -> Vec<String> {
-            items.into_iter().map(|i| match i { TreeItem::File(p, _) => p.to_string(), TreeItem::Dir(d) => format!("{d}/") }).collect()
+            items
+                .into_iter()
+                .map(|i| match i {
+                    TreeItem::File(p, _) => p.to_string(),
+                    TreeItem::Dir(d) => format!("{d}/"),
+                })
+                .collect()
         };
         assert_eq!(names(c.list("", false)), ["a.txt", "d/", "d2/"]);
         assert_eq!(names(c.list("d", false)), ["d/e/", "d/x"]);
