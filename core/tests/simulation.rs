@@ -271,7 +271,8 @@ fn run(seed: u64) {
             fs.handle_timeout(now);
         }
         while let Some((id, reply)) = fs.poll_reply() {
-            let expect = pending.remove(&id).unwrap_or_else(|| panic!("seed {seed} step {step}: reply to unknown {id:?}"));
+            let expect =
+                pending.remove(&id).unwrap_or_else(|| panic!("seed {seed} step {step}: reply to unknown {id:?}"));
             check(seed, step, &model, &mut inos, expect, reply);
         }
     }

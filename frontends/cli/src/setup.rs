@@ -187,6 +187,12 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
         }
     })?;
     background.join().context("FUSE session")?;
-    runtime.stop();
+    if let Some(fs) = runtime.stop() {
+        let s = fs.stats();
+        eprintln!(
+            "hf-mount-fuse: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched for {} bytes read",
+            s.hub_requests, s.fetches, s.retries, s.bytes_fetched, s.bytes_read
+        );
+    }
     Ok(())
 }

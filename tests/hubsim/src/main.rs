@@ -54,6 +54,18 @@ enum Cmd {
         #[command(subcommand)]
         target: seed::Target,
     },
+    /// Download one xet file straight from the CAS with xet-core (no mount) and print the
+    /// throughput: the reference the mount's read path is measured against.
+    CasDownload {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        hash: String,
+        #[arg(long)]
+        size: u64,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -68,6 +80,7 @@ fn main() -> Result<()> {
             rt.block_on(serve(listen, data, users, xet_token_ttl_secs))
         }
         Cmd::Seed { endpoint, token, target } => rt.block_on(seed::run(&endpoint, token.as_deref(), target)),
+        Cmd::CasDownload { endpoint, hash, size, out } => rt.block_on(seed::cas_download(&endpoint, &hash, size, &out)),
     }
 }
 

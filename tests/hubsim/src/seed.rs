@@ -11,7 +11,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use xet_data::processing::data_client::default_config;
-use xet_data::processing::{FileUploadSession, Sha256Policy};
+use xet_data::processing::{FileDownloadSession, FileUploadSession, Sha256Policy, XetFileInfo};
 use xet_runtime::core::XetContext;
 
 #[derive(Subcommand)]
@@ -130,5 +130,22 @@ pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<
     }
     let v: Value = serde_json::from_str(&text)?;
     println!("{}", v["commitOid"].as_str().context("no commitOid in response")?);
+    Ok(())
+}
+
+/// Download `hash` to `out` with xet-core's own download path and print MB/s.
+pub async fn cas_download(endpoint: &str, hash: &str, size: u64, out: &Path) -> Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let tok = get_json(&agent, &format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/')), None)?;
+    let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
+    let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
+    let exp = tok["exp"].as_u64().context("token has no exp")?;
+    let ctx = XetContext::default()?;
+    let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
+    let session = FileDownloadSession::new(Arc::new(config), None).await?;
+    let started = std::time::Instant::now();
+    session.download_file(&XetFileInfo::new(hash.to_string(), size), out).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!("direct_download_mb_s={:.1} seconds={secs:.3}", size as f64 / 1e6 / secs);
     Ok(())
 }

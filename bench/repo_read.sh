@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Read-path benchmark of a repo mount against hubsim on loopback. Prints each figure beside the
+# limit it is measured against. Not a test: nothing here passes or fails.
+# Usage: bench/repo_read.sh [TARGET_DIR]     env: BENCH_MIB (default 1024)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../target}/release
+mib=${BENCH_MIB:-1024}
+work=$(mktemp -d /tmp/hfm-bench.XXXXXX)
+pids=()
+cleanup() {
+  for m in "$work"/mnt*; do mountpoint -q "$m" 2>/dev/null && fusermount3 -u "$m"; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+requests() { curl -s "$ep/_emulator/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+now() { date +%s.%N; }
+mbps() { python3 -c "print(f'{$1/1e6/($3-$2):.1f}')"; }
+
+"$bin/hubsim" serve >"$work/hubsim.out" 2>"$work/hubsim.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q endpoint= "$work/hubsim.out" && break; sleep 0.1; done
+ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out")
+mkdir -p "$work/src/many"
+python3 -c "
+import random, sys
+r = random.Random(5)
+with open('$work/src/big.bin', 'wb') as f:
+    for _ in range($mib):
+        f.write(r.randbytes(1 << 20))
+"
+for i in $(seq 0 2499); do echo "$i" > "$work/src/many/f$i.txt"; done
+"$bin/hubsim" seed --endpoint "$ep" repo bench/repo --from "$work/src" >/dev/null
+size=$(stat -c %s "$work/src/big.bin")
+hash=$(curl -sI "$ep/bench/repo/resolve/main/big.bin" | sed -n 's/^x-xet-hash: //Ip' | tr -d '\r')
+
+mount_at() { # mount_at DIR CACHE_DIR -> prints seconds until usable
+  mkdir -p "$1"
+  local t0; t0=$(now)
+  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$2" repo bench/repo "$1" 2>>"$work/mount.log" &
+  pids+=($!); mpid=$!
+  until mountpoint -q "$1"; do sleep 0.005; done
+  python3 -c "print(f'{$(now)-$t0:.3f}')"
+}
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); file: $mib MiB xet"
+
+# Direct xet-core download of the same bytes (no mount), into a file then discarded.
+drop_caches
+direct=$("$bin/hubsim" cas-download --endpoint "$ep" --hash "$hash" --size "$size" --out "$work/direct.bin" | sed -n 's/.*direct_download_mb_s=\([0-9.]*\).*/\1/p')
+rm -f "$work/direct.bin"
+
+# Cold sequential read through a fresh mount (empty chunk cache).
+usable=$(mount_at "$work/mnt1" "$work/cache")
+drop_caches
+t0=$(now); dd if="$work/mnt1/big.bin" of=/dev/null bs=1M status=none; t1=$(now)
+cold=$(mbps "$size" "$t0" "$t1")
+rss=$(awk '/VmHWM/{print int($2/1024)}' /proc/$mpid/status)
+echo "mount usable after:          ${usable} s             (limit: 0.1 s)"
+echo "cold sequential read:        ${cold} MB/s vs direct xet-core download ${direct} MB/s  ratio $(python3 -c "print(f'{$cold/$direct:.2f}')")  (limit: >= 1.0)"
+echo "peak RSS, one seq reader:    ${rss} MiB             (limit: 128 MiB)"
+
+# ls -lR of the 2,500-entry directory, with the Hub requests it caused.
+r0=$(requests); t0=$(now); ls -lR "$work/mnt1/many" >/dev/null; t1=$(now); r1=$(requests)
+echo "ls -lR 2,500 entries:        $(python3 -c "print(f'{($t1-$t0)*1000:.0f}')") ms, $((r1-r0)) Hub requests (limit: listing pages only = 3)"
+fusermount3 -u "$work/mnt1"; wait "$mpid" 2>/dev/null || true
+
+# Warm re-read in a new mount process (chunk cache on disk is warm) vs a local copy.
+mount_at "$work/mnt2" "$work/cache" >/dev/null
+drop_caches
+t0=$(now); dd if="$work/mnt2/big.bin" of=/dev/null bs=1M status=none; t1=$(now)
+warm=$(mbps "$size" "$t0" "$t1")
+drop_caches
+t0=$(now); dd if="$work/src/big.bin" of=/dev/null bs=1M status=none; t1=$(now)
+local_rate=$(mbps "$size" "$t0" "$t1")
+echo "warm re-read, new process:   ${warm} MB/s vs local copy ${local_rate} MB/s  ratio $(python3 -c "print(f'{$warm/$local_rate:.2f}')")  (limit: >= 0.9)"
+fusermount3 -u "$work/mnt2"; wait "$mpid" 2>/dev/null || true
+
+# 200 random 1 MiB preads on a cold mount (fresh chunk cache); bytes fetched from the mount's stats.
+mount_at "$work/mnt3" "$work/cache3" >/dev/null
+drop_caches
+python3 - "$work/mnt3/big.bin" <<'PY'
+import os, random, statistics, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+r = random.Random(11)
+lat = []
+for _ in range(200):
+    off = r.randrange(0, size - (1 << 20))
+    t = time.perf_counter(); os.pread(fd, 1 << 20, off); lat.append((time.perf_counter() - t) * 1000)
+lat.sort()
+print(f"200 random 1 MiB preads:     p50 {statistics.median(lat):.1f} ms, p99 {lat[197]:.1f} ms  (limits: 8 ms, 30 ms)")
+PY
+fusermount3 -u "$work/mnt3"; wait "$mpid" 2>/dev/null || true
+python3 - "$work/mount.log" <<'PY'
+import re, sys
+lines = [l for l in open(sys.argv[1]) if "bytes fetched" in l]
+m = re.search(r"(\d+) bytes fetched for (\d+) bytes read", lines[-1])
+fetched, read = int(m.group(1)), int(m.group(2))
+print(f"random preads fetched:       {fetched/max(read,1):.2f}x the bytes read (mount's own count; limit: 1.3x)")
+PY
