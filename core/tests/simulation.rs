@@ -48,7 +48,7 @@ impl Model {
                 2 => 100_000 + rng.below(3_000_000),
                 _ => rng.below(200_000),
             };
-            let content: Vec<u8> = (0..size).map(|j| (j as u64 * 31 + i * 7 + (j as u64 >> 9)) as u8).collect();
+            let content: Vec<u8> = (0..size).map(|j| (j * 31 + i * 7 + (j >> 9)) as u8).collect();
             files.insert(format!("{dir}file-{i}.bin"), Bytes::from(content));
         }
         for i in 0..2300 {
