@@ -313,6 +313,24 @@ impl fuser::Filesystem for FuseAdapter {
         self.submit(Request::Release { fh: fh.0 }, FuseReply::Empty(reply));
     }
 
+    fn flush(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        // Nothing is ever buffered for writing in a read-only mount.
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn getxattr(&self, _req: &FuseRequest, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
+        // ENOSYS tells the kernel to stop asking (no xattrs on repo files).
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &FuseRequest, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
     fn readdir(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectory) {
         self.submit(Request::ReadDir { ino: ino.0, offset, plus: false }, FuseReply::Dir(reply));
     }
