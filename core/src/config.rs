@@ -26,7 +26,10 @@ pub struct MountConfig {
 pub struct ReadPolicy {
     /// Bytes of fetched file data core keeps in memory (LRU over all files).
     pub cache_bytes: u64,
-    /// First read-ahead window after a sequential access is detected.
+    /// Bytes a reader must read back to back before anything is read ahead (larger than one
+    /// big random read, which the kernel splits into sequential requests).
+    pub sequential_threshold: u64,
+    /// Smallest read-ahead window once a reader is sequential.
     pub initial_window: u64,
     /// Read-ahead never grows past this.
     pub max_window: u64,
@@ -40,10 +43,11 @@ pub struct ReadPolicy {
 impl Default for ReadPolicy {
     fn default() -> Self {
         ReadPolicy {
-            cache_bytes: 64 << 20,
-            initial_window: 1 << 20,
-            max_window: 32 << 20,
-            max_fetch: 8 << 20,
+            cache_bytes: 32 << 20,
+            sequential_threshold: 4 << 20,
+            initial_window: 4 << 20,
+            max_window: 16 << 20,
+            max_fetch: 4 << 20,
             tree_page_limit: 1000,
         }
     }

@@ -337,10 +337,12 @@ impl Filesystem {
         let plan = self.patterns.entry(reader).or_default().on_read(offset, end, file_size, policy);
         self.ensure_fetched(ino, plan.demand.clone());
         if !plan.ahead.is_empty() {
-            // Fetch ahead in whole `max_fetch` blocks so a steady reader causes few, large fetches.
-            let block = self.cfg.policy.max_fetch;
-            let ahead_end = plan.ahead.end.div_ceil(block).saturating_mul(block).min(file_size);
-            self.ensure_fetched(ino, plan.ahead.start..ahead_end);
+            // Refill the window in batches of at least half of it, so a steady reader causes a
+            // few large fetches rather than one small fetch per read.
+            let missing: u64 = self.missing(ino, plan.ahead.clone()).iter().map(|r| r.end - r.start).sum();
+            if missing * 2 >= plan.ahead.end - plan.ahead.start {
+                self.ensure_fetched(ino, plan.ahead);
+            }
             self.cache.demote_before(ino, offset);
         }
         match self.cache.read(ino, offset..end) {
@@ -405,35 +407,34 @@ impl Filesystem {
 
     // ---- reads ---------------------------------------------------------------------------
 
-    /// Start fetches for the parts of `range` neither cached nor already being fetched.
-    fn ensure_fetched(&mut self, ino: Ino, range: Range<u64>) {
-        let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else {
-            return;
-        };
+    /// Parts of `range` neither cached nor already being fetched.
+    fn missing(&self, ino: Ino, range: Range<u64>) -> Vec<Range<u64>> {
         let flying: Vec<Range<u64>> =
             self.fetching.get(&ino).map(|v| v.iter().map(|(r, _)| r.clone()).collect()).unwrap_or_default();
-        for gap in self.cache.gaps(ino, range) {
-            for piece in subtract(gap, &flying) {
-                let mut start = piece.start;
-                while start < piece.end {
-                    let end = piece.end.min(start + self.cfg.policy.max_fetch);
-                    let effect = match &source {
-                        ContentSource::Xet { hash } => {
-                            Effect::CasRange { xet_hash: hash.clone(), file_size: size, range: start..end }
-                        }
-                        ContentSource::Regular { .. } => {
-                            let path = self.inodes.get(ino).map(|n| n.path.clone()).unwrap_or_default();
-                            Effect::HubRange {
-                                url: self.cfg.urls.resolve(&self.cfg.repo, &self.cfg.commit, &path),
-                                range: start..end,
-                            }
-                        }
-                    };
-                    let id = self.start_effect(Purpose::Fetch { ino, range: start..end }, effect);
-                    self.fetching.entry(ino).or_default().push((start..end, id));
-                    self.stats.fetches += 1;
-                    start = end;
-                }
+        self.cache.gaps(ino, range).into_iter().flat_map(|gap| subtract(gap, &flying)).collect()
+    }
+
+    /// Start fetches for the parts of `range` neither cached nor already being fetched.
+    fn ensure_fetched(&mut self, ino: Ino, range: Range<u64>) {
+        let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else { return };
+        for piece in self.missing(ino, range) {
+            let mut start = piece.start;
+            while start < piece.end {
+                let end = piece.end.min(start + self.cfg.policy.max_fetch);
+                let effect = match &source {
+                    ContentSource::Xet { hash } => {
+                        Effect::CasRange { xet_hash: hash.clone(), file_size: size, range: start..end }
+                    }
+                    ContentSource::Regular { .. } => {
+                        let path = self.inodes.get(ino).map(|n| n.path.clone()).unwrap_or_default();
+                        let url = self.cfg.urls.resolve(&self.cfg.repo, &self.cfg.commit, &path);
+                        Effect::HubRange { url, range: start..end }
+                    }
+                };
+                let id = self.start_effect(Purpose::Fetch { ino, range: start..end }, effect);
+                self.fetching.entry(ino).or_default().push((start..end, id));
+                self.stats.fetches += 1;
+                start = end;
             }
         }
     }

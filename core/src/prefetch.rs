@@ -1,6 +1,8 @@
-//! Read-ahead policy per reader: the window doubles while reads stay sequential and collapses
-//! on a random access, so sequential streams get deep prefetch and random reads fetch only what
-//! they cover.
+//! Read-ahead policy per reader, in the manner of the kernel's readahead: the window grows with
+//! the length of the current sequential streak, and nothing is read ahead until the streak is
+//! longer than one large random read. So a sequential stream gets deep prefetch, and random
+//! reads (even 1 MiB ones, which the kernel splits into several sequential requests) fetch only
+//! what they cover.
 
 use std::ops::Range;
 
@@ -10,10 +12,8 @@ use crate::config::ReadPolicy;
 pub struct ReadPattern {
     /// Where the next read would start if the reader is sequential.
     next_offset: u64,
-    /// Current read-ahead window (0 = random access, no read-ahead).
-    window: u64,
-    /// Reads seen; the very first read at offset 0 counts as sequential.
-    reads: u64,
+    /// Bytes read back to back in the current streak.
+    streak: u64,
 }
 
 /// Ranges to have fetched for one read.
@@ -28,25 +28,27 @@ pub struct FetchPlan {
 impl ReadPattern {
     /// Record a read of `[offset, end)` in a file of `file_size` bytes and plan the fetches.
     pub fn on_read(&mut self, offset: u64, end: u64, file_size: u64, policy: &ReadPolicy) -> FetchPlan {
-        let sequential = offset == self.next_offset && (self.reads > 0 || offset == 0);
-        self.window = if sequential {
-            if self.window == 0 {
-                policy.initial_window
-            } else {
-                (self.window * 2).min(policy.max_window)
-            }
-        } else {
-            0
-        };
-        self.reads += 1;
-        self.next_offset = end;
-        let ahead_start = end.min(file_size);
-        let ahead_end = end.saturating_add(self.window).min(file_size);
-        FetchPlan { demand: offset..end, ahead: ahead_start..ahead_end }
+        let len = end.saturating_sub(offset);
+        // A re-read inside the streak's last request (kernel retries, overlapping reads) keeps it.
+        let sequential = offset == self.next_offset || (offset < self.next_offset && end >= self.next_offset);
+        self.streak =
+            if sequential && self.streak > 0 { self.streak + end.saturating_sub(self.next_offset) } else { len };
+        self.next_offset = if sequential { self.next_offset.max(end) } else { end };
+        if self.streak < policy.sequential_threshold {
+            return FetchPlan { demand: offset..end, ahead: end..end };
+        }
+        let window = self.window(policy);
+        let ahead_end = end.saturating_add(window).min(file_size);
+        FetchPlan { demand: offset..end, ahead: end.min(ahead_end)..ahead_end }
     }
 
-    pub fn window(&self) -> u64 {
-        self.window
+    /// Current read-ahead window (0 while the reader does not look sequential).
+    pub fn window(&self, policy: &ReadPolicy) -> u64 {
+        if self.streak < policy.sequential_threshold {
+            0
+        } else {
+            self.streak.clamp(policy.initial_window, policy.max_window)
+        }
     }
 }
 
@@ -55,35 +57,53 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const MIB: u64 = 1 << 20;
+
     #[test]
-    fn grows_on_sequential_collapses_on_random() {
+    fn random_large_reads_do_not_prefetch() {
         let p = ReadPolicy::default();
         let mut r = ReadPattern::default();
-        let plan = r.on_read(0, 128 << 10, 1 << 30, &p);
-        assert_eq!(plan.ahead, (128 << 10)..(128 << 10) + p.initial_window);
-        let mut off = 128 << 10;
-        for _ in 0..20 {
-            r.on_read(off, off + (128 << 10), 1 << 30, &p);
+        // One 1 MiB pread arrives as eight 128 KiB kernel reads.
+        for i in 0..8 {
+            let off = 500 * MIB + i * (128 << 10);
+            let plan = r.on_read(off, off + (128 << 10), 1 << 30, &p);
+            assert!(plan.ahead.is_empty(), "read {i} prefetched {:?}", plan.ahead);
+        }
+    }
+
+    #[test]
+    fn sequential_stream_grows_to_max_window() {
+        let p = ReadPolicy::default();
+        let mut r = ReadPattern::default();
+        let mut off = 0;
+        let mut last = None;
+        while off < 200 * MIB {
+            last = Some(r.on_read(off, off + (128 << 10), 1 << 30, &p));
             off += 128 << 10;
         }
-        assert_eq!(r.window(), p.max_window);
-        let plan = r.on_read(500 << 20, (500 << 20) + (1 << 20), 1 << 30, &p);
-        assert_eq!(r.window(), 0);
+        assert_eq!(r.window(&p), p.max_window);
+        assert_eq!(last.unwrap().ahead, off..off + p.max_window);
+        // A jump resets it.
+        let plan = r.on_read(900 * MIB, 900 * MIB + 4096, 1 << 30, &p);
         assert!(plan.ahead.is_empty());
-        assert_eq!(plan.demand, (500 << 20)..(501 << 20));
+        assert_eq!(r.window(&p), 0);
     }
 
     proptest! {
         #[test]
-        fn bounded(reads in proptest::collection::vec((0u64..1 << 30, 1u64..1 << 21), 1..100)) {
+        fn bounded(reads in proptest::collection::vec((0u64..1 << 30, 1u64..1 << 21, any::<bool>()), 1..100)) {
             let p = ReadPolicy::default();
             let mut r = ReadPattern::default();
-            for (off, len) in reads {
+            let mut next = 0;
+            for (off, len, seq) in reads {
                 let size = 1u64 << 30;
+                let off = if seq { next } else { off }.min(size - 1);
                 let end = (off + len).min(size);
+                next = end;
                 let plan = r.on_read(off, end, size, &p);
                 prop_assert!(plan.ahead.end - plan.ahead.start <= p.max_window);
                 prop_assert!(plan.ahead.end <= size);
+                prop_assert!(plan.ahead.is_empty() || plan.ahead.start == end);
                 prop_assert_eq!(plan.demand, off..end);
             }
         }

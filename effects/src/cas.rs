@@ -113,30 +113,39 @@ impl CasReader {
         let want = (range.end - range.start) as usize;
         let task = async move {
             let (id, mut stream) = session.download_stream(&info, Some(range)).await.map_err(|e| e.to_string())?;
-            let mut parts: Vec<Bytes> = Vec::new();
+            // Zero-copy when xet-core hands the range back in one piece; otherwise one copy,
+            // dropping each piece as it is appended.
+            let mut first: Option<Bytes> = None;
+            let mut joined: Option<BytesMut> = None;
             let result = loop {
                 match stream.next().await {
-                    Ok(Some(b)) => parts.push(b),
-                    Ok(None) => break Ok(parts),
+                    Ok(Some(b)) => match (&mut joined, first.take()) {
+                        (Some(buf), _) => buf.extend_from_slice(&b),
+                        (None, None) => first = Some(b),
+                        (None, Some(f)) => {
+                            let mut buf = BytesMut::with_capacity(want);
+                            buf.extend_from_slice(&f);
+                            buf.extend_from_slice(&b);
+                            joined = Some(buf);
+                        }
+                    },
+                    Ok(None) => break Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default()),
                     Err(e) => break Err(e.to_string()),
                 }
             };
             session.unregister_stream_abort_callback(id);
             result
         };
-        let mut parts = self
-            .ctx
+        self.ctx
             .runtime
             .external_run_async_task(task)
             .map_err(|e| cas_failure("xet runtime", e))?
-            .map_err(|e| cas_failure(&format!("reading xet file {hash}"), e))?;
-        if parts.len() == 1 {
-            return Ok(parts.pop().unwrap_or_default());
-        }
-        let mut out = BytesMut::with_capacity(want);
-        for p in parts {
-            out.extend_from_slice(&p);
-        }
-        Ok(out.freeze())
+            .map_err(|e| cas_failure(&format!("reading xet file {hash}"), e))
+    }
+
+    /// Bytes received from CAS so far (chunk-cache hits excluded): the network cost of reads.
+    pub fn transferred_bytes(&self) -> u64 {
+        let guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map_or(0, |s| s.report().total_transfer_bytes_completed)
     }
 }

@@ -63,8 +63,6 @@ enum Cmd {
         hash: String,
         #[arg(long)]
         size: u64,
-        #[arg(long)]
-        out: std::path::PathBuf,
     },
 }
 
@@ -80,7 +78,7 @@ fn main() -> Result<()> {
             rt.block_on(serve(listen, data, users, xet_token_ttl_secs))
         }
         Cmd::Seed { endpoint, token, target } => rt.block_on(seed::run(&endpoint, token.as_deref(), target)),
-        Cmd::CasDownload { endpoint, hash, size, out } => rt.block_on(seed::cas_download(&endpoint, &hash, size, &out)),
+        Cmd::CasDownload { endpoint, hash, size } => rt.block_on(seed::cas_download(&endpoint, &hash, size)),
     }
 }
 

@@ -133,8 +133,9 @@ pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<
     Ok(())
 }
 
-/// Download `hash` to `out` with xet-core's own download path and print MB/s.
-pub async fn cas_download(endpoint: &str, hash: &str, size: u64, out: &Path) -> Result<()> {
+/// Stream `hash` from CAS with xet-core's own download path (bytes discarded, like `dd` to
+/// /dev/null on the mount) and print MB/s.
+pub async fn cas_download(endpoint: &str, hash: &str, size: u64) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let tok = get_json(&agent, &format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/')), None)?;
     let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
@@ -144,7 +145,14 @@ pub async fn cas_download(endpoint: &str, hash: &str, size: u64, out: &Path) -> 
     let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
     let session = FileDownloadSession::new(Arc::new(config), None).await?;
     let started = std::time::Instant::now();
-    session.download_file(&XetFileInfo::new(hash.to_string(), size), out).await?;
+    let (_id, mut stream) = session.download_stream(&XetFileInfo::new(hash.to_string(), size), None).await?;
+    let mut got = 0u64;
+    while let Some(b) = stream.next().await? {
+        got += b.len() as u64;
+    }
+    if got != size {
+        bail!("downloaded {got} bytes, expected {size}");
+    }
     let secs = started.elapsed().as_secs_f64();
     println!("direct_download_mb_s={:.1} seconds={secs:.3}", size as f64 / 1e6 / secs);
     Ok(())
