@@ -77,6 +77,7 @@ impl EffectFailure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Completion {
     Http(HttpResponse),
-    Bytes(Bytes),
+    /// File bytes, in order, as one or more consecutive pieces (no copy to join them).
+    Bytes(Vec<Bytes>),
     Failed(EffectFailure),
 }

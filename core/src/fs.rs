@@ -173,13 +173,14 @@ impl Filesystem {
             }
             (_, Completion::Http(resp)) => Err(hub::failure_from_response(&resp)),
             (Purpose::Fetch { range, .. }, Completion::Bytes(data)) => {
-                if data.len() as u64 == range.end - range.start {
+                let len: usize = data.iter().map(Bytes::len).sum();
+                if len as u64 == range.end - range.start {
                     Ok(CompletionData::Bytes(data))
                 } else {
                     Err(EffectFailure::new(
                         FailureKind::Transient,
                         None,
-                        format!("short fetch: wanted {} bytes, got {}", range.end - range.start, data.len()),
+                        format!("short fetch: wanted {} bytes, got {len}", range.end - range.start),
                     ))
                 }
             }
@@ -439,10 +440,15 @@ impl Filesystem {
         }
     }
 
-    fn on_fetched(&mut self, id: EffectId, ino: Ino, range: Range<u64>, data: Bytes) {
+    fn on_fetched(&mut self, id: EffectId, ino: Ino, range: Range<u64>, pieces: Vec<Bytes>) {
         self.forget_fetch(ino, id);
-        self.stats.bytes_fetched += data.len() as u64;
-        self.cache.insert(ino, range.start, data);
+        let mut offset = range.start;
+        for piece in pieces {
+            let len = piece.len() as u64;
+            self.cache.insert(ino, offset, piece);
+            offset += len;
+        }
+        self.stats.bytes_fetched += offset - range.start;
         self.serve_parked(ino);
         self.cache.evict();
     }
@@ -558,7 +564,7 @@ impl Filesystem {
 
 enum CompletionData {
     Page((Vec<hub::TreeEntry>, Option<String>)),
-    Bytes(Bytes),
+    Bytes(Vec<Bytes>),
 }
 
 /// The name of `path` inside directory `dir_path`, if it is a direct child.

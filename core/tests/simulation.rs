@@ -166,12 +166,15 @@ impl SimHub {
                 }),
             },
             Effect::HubRange { url, range } => match self.by_url.get(url) {
-                Some(c) => Completion::Bytes(c.slice(range.start as usize..range.end as usize)),
+                Some(c) => Completion::Bytes(vec![c.slice(range.start as usize..range.end as usize)]),
                 None => Completion::Failed(EffectFailure::new(FailureKind::NotFound, Some(404), "no such file")),
             },
             Effect::CasRange { xet_hash, file_size, range } => match self.by_hash.get(xet_hash) {
                 Some(c) if c.len() as u64 == *file_size => {
-                    Completion::Bytes(c.slice(range.start as usize..range.end as usize))
+                    // CAS hands ranges back in pieces; split at a few points to exercise joining.
+                    let (a, b) = (range.start as usize, range.end as usize);
+                    let cut = a + (b - a) / 3;
+                    Completion::Bytes(vec![c.slice(a..cut), c.slice(cut..cut), c.slice(cut..b)])
                 }
                 _ => Completion::Failed(EffectFailure::new(FailureKind::NotFound, Some(404), "unknown xet hash")),
             },

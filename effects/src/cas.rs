@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hfm_core::hub::parse_xet_token;
 use hfm_core::{EffectFailure, FailureKind};
 use xet_client::cas_client::auth::{AuthError, TokenInfo, TokenRefresher};
@@ -103,33 +103,21 @@ impl CasReader {
         Ok(session)
     }
 
-    /// Bytes `range` of the xet file `hash` (of `file_size` bytes), exactly.
-    pub fn read_range(&self, hash: &str, file_size: u64, range: Range<u64>) -> Result<Bytes, EffectFailure> {
+    /// Bytes `range` of the xet file `hash` (of `file_size` bytes), exactly, in consecutive pieces.
+    pub fn read_range(&self, hash: &str, file_size: u64, range: Range<u64>) -> Result<Vec<Bytes>, EffectFailure> {
         if range.is_empty() {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
         let session = self.session()?;
         let info = XetFileInfo::new(hash.to_string(), file_size);
-        let want = (range.end - range.start) as usize;
         let task = async move {
             let (id, mut stream) = session.download_stream(&info, Some(range)).await.map_err(|e| e.to_string())?;
-            // Zero-copy when xet-core hands the range back in one piece; otherwise one copy,
-            // dropping each piece as it is appended.
-            let mut first: Option<Bytes> = None;
-            let mut joined: Option<BytesMut> = None;
+            // Pieces are handed to core as they came: no copy to join them.
+            let mut pieces: Vec<Bytes> = Vec::new();
             let result = loop {
                 match stream.next().await {
-                    Ok(Some(b)) => match (&mut joined, first.take()) {
-                        (Some(buf), _) => buf.extend_from_slice(&b),
-                        (None, None) => first = Some(b),
-                        (None, Some(f)) => {
-                            let mut buf = BytesMut::with_capacity(want);
-                            buf.extend_from_slice(&f);
-                            buf.extend_from_slice(&b);
-                            joined = Some(buf);
-                        }
-                    },
-                    Ok(None) => break Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default()),
+                    Ok(Some(b)) => pieces.push(b),
+                    Ok(None) => break Ok(pieces),
                     Err(e) => break Err(e.to_string()),
                 }
             };

@@ -22,7 +22,9 @@ impl Executor {
     pub fn execute(&self, effect: &Effect) -> Completion {
         let result = match effect {
             Effect::HubGet { url } => self.hub.get(url).map(Completion::Http),
-            Effect::HubRange { url, range } => self.hub.get_range(url, range.clone()).map(Completion::Bytes),
+            Effect::HubRange { url, range } => {
+                self.hub.get_range(url, range.clone()).map(|b| Completion::Bytes(vec![b]))
+            }
             Effect::CasRange { xet_hash, file_size, range } => {
                 self.cas.read_range(xet_hash, *file_size, range.clone()).map(Completion::Bytes)
             }
