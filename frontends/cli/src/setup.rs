@@ -36,8 +36,10 @@ fn wait_for_signal(set: libc::sigset_t) -> i32 {
 }
 
 /// The kernel offers FUSE only 128 KiB of readahead in INIT; raising the mount's BDI readahead
-/// lets it send 1 MiB reads (fuser negotiates max_pages for that), a quarter of the requests.
-/// Best effort: needs root (or a writable sysfs); without it reads stay at 128 KiB.
+/// lets it send 1 MiB reads (fuser negotiates max_pages for that). It is set to 2 MiB, not 1:
+/// an unaligned 1 MiB pread spans 257 pages, and with a window of exactly 256 the lone tail
+/// page starts a second full window, doubling what random 1 MiB preads fetch (measured: 2.2x
+/// at 1024 KiB, 1.0x at 2048 KiB). Best effort: needs root; without it reads stay at 128 KiB.
 fn raise_readahead(mountpoint: &Path) {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(mountpoint) else { return };
@@ -45,7 +47,7 @@ fn raise_readahead(mountpoint: &Path) {
     // SAFETY: major/minor only decode the number.
     let (major, minor) = (libc::major(dev), libc::minor(dev));
     let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-    if let Err(e) = std::fs::write(&path, "1024") {
+    if let Err(e) = std::fs::write(&path, "2048") {
         tracing::info!("could not raise readahead ({path}): {e}");
     }
 }

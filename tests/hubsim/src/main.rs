@@ -63,6 +63,9 @@ enum Cmd {
         hash: String,
         #[arg(long)]
         size: u64,
+        /// Use xet-core's disk chunk cache in this directory, as a mount does by default.
+        #[arg(long)]
+        cache_dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -78,7 +81,9 @@ fn main() -> Result<()> {
             rt.block_on(serve(listen, data, users, xet_token_ttl_secs))
         }
         Cmd::Seed { endpoint, token, target } => rt.block_on(seed::run(&endpoint, token.as_deref(), target)),
-        Cmd::CasDownload { endpoint, hash, size } => rt.block_on(seed::cas_download(&endpoint, &hash, size)),
+        Cmd::CasDownload { endpoint, hash, size, cache_dir } => {
+            rt.block_on(seed::cas_download(&endpoint, &hash, size, cache_dir))
+        }
     }
 }
 

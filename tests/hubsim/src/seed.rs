@@ -11,7 +11,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use xet_data::processing::data_client::default_config;
-use xet_data::processing::{FileDownloadSession, FileUploadSession, Sha256Policy, XetFileInfo};
+use xet_data::processing::{get_cache, CacheConfig, FileDownloadSession, FileUploadSession, Sha256Policy, XetFileInfo};
 use xet_runtime::core::XetContext;
 
 #[derive(Subcommand)]
@@ -135,7 +135,7 @@ pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<
 
 /// Stream `hash` from CAS with xet-core's own download path (bytes discarded, like `dd` to
 /// /dev/null on the mount) and print MB/s.
-pub async fn cas_download(endpoint: &str, hash: &str, size: u64) -> Result<()> {
+pub async fn cas_download(endpoint: &str, hash: &str, size: u64, cache_dir: Option<PathBuf>) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let tok = get_json(&agent, &format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/')), None)?;
     let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
@@ -143,7 +143,12 @@ pub async fn cas_download(endpoint: &str, hash: &str, size: u64) -> Result<()> {
     let exp = tok["exp"].as_u64().context("token has no exp")?;
     let ctx = XetContext::default()?;
     let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
-    let session = FileDownloadSession::new(Arc::new(config), None).await?;
+    let cache: Option<Arc<dyn xet_data::processing::ChunkCache>> = match cache_dir {
+        Some(dir) => Some(get_cache(&ctx.config, &CacheConfig { cache_directory: dir, cache_size: 10 << 30 })?),
+        None => None,
+    };
+    let cached = cache.is_some();
+    let session = FileDownloadSession::new(Arc::new(config), cache).await?;
     let started = std::time::Instant::now();
     let (_id, mut stream) = session.download_stream(&XetFileInfo::new(hash.to_string(), size), None).await?;
     let mut got = 0u64;
@@ -156,6 +161,9 @@ pub async fn cas_download(endpoint: &str, hash: &str, size: u64) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     println!("direct_download_mb_s={:.1} seconds={secs:.3}", size as f64 / 1e6 / secs);
 
+    if cached {
+        return Ok(());
+    }
     // The transfer limit: the reconstruction's xorb byte ranges fetched raw (no decoding,
     // no hashing), 4 at a time, as fast as the CAS serves them.
     let url = format!("{}/v2/reconstructions/{hash}", tok["casUrl"].as_str().unwrap_or_default());
