@@ -68,6 +68,15 @@ check "rm is EROFS" bash -c "rm -f '$work/mnt/main/README.md' 2>&1 | grep -q 'Re
 check "mv is EROFS" bash -c "mv '$work/mnt/main/README.md' '$work/mnt/main/x' 2>&1 | grep -q 'Read-only'"
 check "touch is EROFS" bash -c "touch '$work/mnt/main/README.md' 2>&1 | grep -q 'Read-only'"
 
+requests() { curl -s "$ep/_emulator/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+mounted ttl repo alice/e2e --metadata-ttl-ms 50
+r0=$(requests); ls -l "$work/mnt/ttl/many" >/dev/null; r1=$(requests)
+expect_requests() { echo "Hub requests: $1, expected $2"; test "$1" -eq "$2"; }
+check "listing 2,500 entries costs its pages only (1 root + 3 pages)" expect_requests "$((r1 - r0))" 4
+sleep 0.3
+r0=$(requests); ls -lR "$work/mnt/ttl/many" >/dev/null; stat "$work/mnt/ttl/many/entry-00042.json" >/dev/null; r1=$(requests)
+check "after the metadata TTL, re-listing costs no Hub request" expect_requests "$((r1 - r0))" 0
+
 mounted tag repo alice/e2e --revision v1.0
 check "tag shows its own commit" diff <(listing "$work/v1") <(listing "$work/mnt/tag")
 check "tag content is v1" grep -q "version 1" "$work/mnt/tag/README.md"

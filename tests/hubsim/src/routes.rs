@@ -132,12 +132,15 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    app.requests.fetch_add(1, Ordering::Relaxed);
+    let path = uri.path().to_string();
+    // Count Hub traffic only: the emulator's own routes are not requests a client makes.
+    if !path.starts_with("/_emulator/") {
+        app.requests.fetch_add(1, Ordering::Relaxed);
+    }
     let user = match caller(&app, &headers) {
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let path = uri.path().to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let user = user.as_deref();
     match (method.clone(), segs.as_slice()) {
