@@ -77,6 +77,24 @@ sleep 0.3
 r0=$(requests); ls -lR "$work/mnt/ttl/many" >/dev/null; stat "$work/mnt/ttl/many/entry-00042.json" >/dev/null; r1=$(requests)
 check "after the metadata TTL, re-listing costs no Hub request" expect_requests "$((r1 - r0))" 0
 
+fault() { curl -sf -X POST "$ep/_emulator/faults" -H 'content-type: application/json' -d "$1" >/dev/null; }
+mounted faults repo alice/e2e
+fault '{"path_contains":"/tree/","count":2,"status":503}'
+check "two 503s on a listing are retried away" test -f "$work/mnt/faults/nested/d0/file-1.txt"
+fault '{"path_contains":"/tree/","count":1,"status":429}'
+check "a 429 is retried after its RateLimit delay" test -f "$work/mnt/faults/names/what?.txt"
+fault '{"path_contains":"/tree/","count":10,"status":502}'
+check "a listing that keeps failing is EIO" bash -c "ls '$work/mnt/faults/nested/d0/d1' 2>&1 | grep -q 'Input/output error'"
+curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
+check "a failed listing is not cached: it works once the Hub recovers" test -f "$work/mnt/faults/nested/d0/d1/file-2.txt"
+fault '{"path_contains":"/tree/","count":1,"body":"{not json"}'
+check "a malformed tree page is EIO, not a crash" bash -c "ls '$work/mnt/faults/many' 2>&1 | grep -q 'Input/output error'"
+check "the mount survives bad responses" test -f "$work/mnt/faults/many/entry-00001.json"
+fault '{"path_contains":"/resolve/","count":2,"status":500}'
+check "regular file reads retry a failing Hub" diff "$work/v2/README.md" "$work/mnt/faults/README.md"
+fault '{"path_contains":"/revision/","count":2,"status":503}'
+check "mount-time revision lookup retries transient errors" mounted faults-at-start repo alice/e2e
+
 mounted tag repo alice/e2e --revision v1.0
 check "tag shows its own commit" diff <(listing "$work/v1") <(listing "$work/mnt/tag")
 check "tag content is v1" grep -q "version 1" "$work/mnt/tag/README.md"

@@ -103,19 +103,33 @@ fn default_cache_dir() -> PathBuf {
     base.join("hf-mount")
 }
 
-/// A Hub GET that must succeed, with the Hub's message in the error.
+/// A Hub GET that must succeed, with the Hub's message in the error. Transient failures are
+/// retried with core's retry policy (the same one the mount uses).
 fn hub_get_ok(hub: &HubClient, url: &str, what: &str) -> Result<hfm_core::HttpResponse> {
-    let resp = hub.get(url).map_err(|e| anyhow!("{what}: {}", e.message))?;
-    if (200..300).contains(&resp.status) {
-        return Ok(resp);
+    let mut attempt = 1;
+    loop {
+        let failure = match hub.get(url) {
+            Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
+            Ok(resp) => {
+                let f = hub::failure_from_response(&resp);
+                let hint = match resp.status {
+                    401 if hub.token().is_some() => " (is the token valid?)",
+                    401 => " (private or missing repo? pass --hf-token)",
+                    _ => "",
+                };
+                (format!("{what}: HTTP {}: {}{hint}", resp.status, f.message), f)
+            }
+            Err(f) => (format!("{what}: {}", f.message), f),
+        };
+        match hfm_core::retry::next_delay(&failure.1, attempt) {
+            Some(delay) => {
+                tracing::info!("{}; retrying in {delay:?}", failure.0);
+                std::thread::sleep(delay);
+                attempt += 1;
+            }
+            None => bail!("{}", failure.0),
+        }
     }
-    let f = hub::failure_from_response(&resp);
-    let hint = match resp.status {
-        401 if hub.token().is_some() => " (is the token valid?)",
-        401 => " (private or missing repo? pass --hf-token)",
-        _ => "",
-    };
-    bail!("{what}: HTTP {}: {}{hint}", resp.status, f.message)
 }
 
 fn check_mountpoint(p: &Path) -> Result<()> {

@@ -125,6 +125,7 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
 
     let app = Arc::new(routes::App {
         state: Mutex::new(state),
+        faults: Mutex::new(Vec::new()),
         cas_port,
         bytes_port,
         xet_token_ttl_secs,

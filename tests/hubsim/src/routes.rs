@@ -16,8 +16,22 @@ use serde_json::{json, Value};
 
 use crate::state::{self, Commit, FileEntry, HubState, Repo, RepoType, TreeItem};
 
+/// A fault armed through `POST /_emulator/faults`: the next `count` Hub requests whose path
+/// contains `path_contains` get `status` (with `RateLimit` for 429) or, with `body`, a 200 with
+/// that body instead of the real answer.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Fault {
+    pub path_contains: String,
+    pub count: u32,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
 pub struct App {
     pub state: Mutex<HubState>,
+    pub faults: Mutex<Vec<Fault>>,
     /// Port of the CAS (`casUrl`) and of the byte server (xet resolve redirects).
     pub cas_port: u16,
     pub bytes_port: u16,
@@ -137,6 +151,9 @@ pub async fn handle(
     if !path.starts_with("/_emulator/") {
         app.requests.fetch_add(1, Ordering::Relaxed);
     }
+    if let Some(resp) = injected_fault(&app, &path) {
+        return resp;
+    }
     let user = match caller(&app, &headers) {
         Ok(u) => u,
         Err(resp) => return resp,
@@ -147,6 +164,17 @@ pub async fn handle(
         (Method::GET, ["_emulator", "stats"]) => axum::Json(json!({ "requests": app.requests.load(Ordering::Relaxed) })).into_response(),
         (Method::POST, ["_emulator", "commit"]) => emulator_commit(&app, user, &body),
         (Method::GET, ["_emulator", "xet-write-token"]) => xet_token(&app, &headers),
+        (Method::POST, ["_emulator", "faults"]) => match serde_json::from_slice::<Fault>(&body) {
+            Ok(f) => {
+                app.faults.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+                axum::Json(json!({})).into_response()
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, None, &e.to_string()),
+        },
+        (Method::DELETE, ["_emulator", "faults"]) => {
+            app.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            axum::Json(json!({})).into_response()
+        }
         (Method::GET, ["api", "whoami-v2"]) => match user {
             Some(u) => axum::Json(json!({ "name": u, "type": "user", "orgs": [], "auth": { "type": "access_token", "accessToken": { "displayName": "hubsim", "role": "write" } } })).into_response(),
             None => error(StatusCode::UNAUTHORIZED, None, "Invalid credentials in Authorization header"),
@@ -163,6 +191,28 @@ pub async fn handle(
         },
         _ => error(StatusCode::NOT_FOUND, None, "Not Found"),
     }
+}
+
+fn injected_fault(app: &App, path: &str) -> Option<Response> {
+    if path.starts_with("/_emulator/") {
+        return None;
+    }
+    let mut faults = app.faults.lock().unwrap_or_else(|e| e.into_inner());
+    let idx = faults.iter().position(|f| f.count > 0 && path.contains(&f.path_contains))?;
+    let fault = faults[idx].clone();
+    faults[idx].count -= 1;
+    if faults[idx].count == 0 {
+        faults.remove(idx);
+    }
+    if let Some(body) = fault.body {
+        return Some((StatusCode::OK, [("content-type", "application/json")], body).into_response());
+    }
+    let status = StatusCode::from_u16(fault.status.unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = error(status, None, "injected fault");
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut().insert("ratelimit", HeaderValue::from_static("\"api\";r=0;t=1"));
+    }
+    Some(resp)
 }
 
 /// `/{prefix}{ns}/{name}/resolve/{rev}/{path...}` -> (type, id, rev, path), decoded.
