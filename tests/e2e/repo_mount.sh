@@ -51,6 +51,7 @@ c1=$("$bin/hubsim" seed --endpoint "$ep" --token alice-token repo alice/e2e --fr
 c2=$("$bin/hubsim" seed --endpoint "$ep" --token alice-token repo alice/e2e --from "$work/v2" | tail -1)
 mkdir -p "$work/secret" && echo "top secret" > "$work/secret/s.txt"
 "$bin/hubsim" seed --endpoint "$ep" --token alice-token repo datasets/alice/secret --from "$work/secret" --private >/dev/null
+"$bin/hubsim" seed --endpoint "$ep" --token alice-token repo spaces/alice/app --from "$work/secret" --xet-threshold 1 >/dev/null
 echo "# commits: v1.0=$c1 main=$c2"
 
 mounted main repo alice/e2e
@@ -108,6 +109,18 @@ check "private repo mounts with its token" grep -q "top secret" "$work/mnt/priva
 HF_TOKEN=alice-token mounted private-env repo datasets/alice/secret
 check "HF_TOKEN is used" grep -q "top secret" "$work/mnt/private-env/s.txt"
 
+echo "alice-token" > "$work/token-file"
+HF_TOKEN_PATH="$work/token-file" mounted private-file repo datasets/alice/secret
+check "the token file is used" grep -q "top secret" "$work/mnt/private-file/s.txt"
+mounted space repo spaces/alice/app
+check "spaces mount (tiny xet file)" grep -q "top secret" "$work/mnt/space/s.txt"
+mounted owner --uid 1234 --gid 5678 --fuse-owner-only --max-threads 2 repo alice/e2e
+check "--uid/--gid set the owner" test "$(stat -c '%u %g %a' "$work/mnt/owner/README.md")" = "1234 5678 444"
+check "the disk chunk cache fills on xet reads" bash -c "cat '$work/mnt/owner/weights/shard-1.bin' >/dev/null && test -n \"\$(find '$work/cache-owner' -type f | head -1)\""
+mkdir -p "$work/cache-nocache"
+mounted nocache --no-disk-cache repo alice/e2e
+check "--no-disk-cache writes no cache" bash -c "cmp -s '$work/mnt/nocache/weights/shard-1.bin' '$work/v2/weights/shard-1.bin' && test -z \"\$(find '$work/cache-nocache' -type f | head -1)\""
+
 refused() { # refused PATTERN ARGS... : mount must fail fast, one line naming the problem
   local pattern=$1; shift
   mkdir -p "$work/mnt/refused"
@@ -125,6 +138,23 @@ check "missing mountpoint refused" refused "mountpoint" repo alice/e2e "$work/do
 check "bad repo id refused" refused "invalid repo id" repo justname "$work/mnt/refused"
 
 check "SIGTERM unmounts cleanly" bash -c "pid=\$(pgrep -f 'hf-mount-fuse.*$work/mnt/sha\$'); kill -TERM \$pid; for i in \$(seq 50); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 \$pid 2>/dev/null && ! mountpoint -q '$work/mnt/sha'"
+
+persisted() { # hubsim --data keeps repos, blobs and CAS across a restart
+  local out="$work/hubsim-data.out" data="$work/hubsim-data" p ep2
+  "$bin/hubsim" serve --data "$data" >"$out" 2>/dev/null & p=$!
+  for _ in $(seq 100); do grep -q endpoint= "$out" && break; sleep 0.1; done
+  ep2=$(sed -n 's/^endpoint=//p' "$out")
+  "$bin/hubsim" seed --endpoint "$ep2" repo keep/me --from "$work/v2/weights" >/dev/null || return 1
+  kill -TERM $p; wait $p
+  "$bin/hubsim" serve --data "$data" >"$out" 2>/dev/null & p=$!; pids+=($p)
+  for _ in $(seq 100); do grep -q endpoint= "$out" && break; sleep 0.1; done
+  ep2=$(sed -n 's/^endpoint=//p' "$out")
+  mkdir -p "$work/mnt/persisted"
+  "$bin/hf-mount-fuse" --hub-endpoint "$ep2" --no-disk-cache repo keep/me "$work/mnt/persisted" >/dev/null 2>&1 & pids+=($!)
+  for _ in $(seq 100); do mountpoint -q "$work/mnt/persisted" && break; sleep 0.1; done
+  cmp "$work/v2/weights/shard-1.bin" "$work/mnt/persisted/shard-1.bin" && cmp "$work/v2/weights/tiny-xet.bin" "$work/mnt/persisted/tiny-xet.bin"
+}
+check "hubsim --data survives a restart (repos and CAS)" persisted
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
