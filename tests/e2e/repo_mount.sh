@@ -51,6 +51,7 @@ c1=$("$bin/hubsim" seed --endpoint "$ep" --token alice-token repo alice/e2e --fr
 c2=$("$bin/hubsim" seed --endpoint "$ep" --token alice-token repo alice/e2e --from "$work/v2" | tail -1)
 mkdir -p "$work/secret" && echo "top secret" > "$work/secret/s.txt"
 "$bin/hubsim" seed --endpoint "$ep" --token alice-token repo datasets/alice/secret --from "$work/secret" --private >/dev/null
+"$bin/hubsim" seed --endpoint "$ep" --token bob-token repo team/models --from "$work/secret" --private >/dev/null
 "$bin/hubsim" seed --endpoint "$ep" --token alice-token repo spaces/alice/app --from "$work/secret" --xet-threshold 1 >/dev/null
 echo "# commits: v1.0=$c1 main=$c2"
 
@@ -129,6 +130,9 @@ refused() { # refused PATTERN ARGS... : mount must fail fast, one line naming th
   cat "$work/refused.log"; grep -q "$pattern" "$work/refused.log"
 }
 check "private repo refused without token" refused "HTTP 401" repo datasets/alice/secret "$work/mnt/refused"
+mounted bobs --hf-token bob-token repo team/models
+check "a private repo is readable by the user who created it" grep -q "top secret" "$work/mnt/bobs/s.txt"
+check "and refused to others" refused "HTTP 404" --hf-token alice-token repo team/models "$work/mnt/refused"
 check "private repo refused for another user" refused "HTTP 404" --hf-token bob-token repo datasets/alice/secret "$work/mnt/refused"
 check "bad token refused" refused "HTTP 401" --hf-token wrong repo alice/e2e "$work/mnt/refused"
 check "unknown repo refused" refused "HTTP 40" repo alice/nope "$work/mnt/refused"

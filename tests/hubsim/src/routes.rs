@@ -560,7 +560,7 @@ fn create_repo(app: &App, user: Option<&str>, headers: &HeaderMap, body: &[u8]) 
     if st.repos.contains_key(&key) {
         return error(StatusCode::CONFLICT, None, "You already created this repo");
     }
-    st.repos.insert(key, new_repo(kind, &id, private));
+    st.repos.insert(key, new_repo(kind, &id, private, Some(user)));
     if let Err(e) = st.persist() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string());
     }
@@ -568,10 +568,11 @@ fn create_repo(app: &App, user: Option<&str>, headers: &HeaderMap, body: &[u8]) 
         .into_response()
 }
 
-fn new_repo(kind: RepoType, id: &str, private: bool) -> Repo {
+fn new_repo(kind: RepoType, id: &str, private: bool, owner: Option<&str>) -> Repo {
     Repo {
         kind,
         id: id.to_string(),
+        owner: owner.map(str::to_string),
         private,
         created_at: now_rfc3339(),
         branches: Default::default(),
@@ -621,7 +622,7 @@ fn emulator_commit(app: &App, user: Option<&str>, body: &[u8]) -> Response {
             return error(StatusCode::FORBIDDEN, None, "not the owner of this repo");
         }
     } else {
-        st.repos.insert(key.clone(), new_repo(kind, &req.repo_id, req.private));
+        st.repos.insert(key.clone(), new_repo(kind, &req.repo_id, req.private, user));
     }
     let mut files = std::collections::BTreeMap::new();
     for f in req.files {

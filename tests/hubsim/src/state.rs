@@ -72,6 +72,9 @@ pub struct Commit {
 pub struct Repo {
     pub kind: RepoType,
     pub id: String,
+    /// The user whose token created the repo (besides the namespace's own user).
+    #[serde(default)]
+    pub owner: Option<String>,
     pub private: bool,
     pub created_at: String,
     pub branches: BTreeMap<String, String>,
@@ -183,7 +186,7 @@ impl HubState {
     }
 
     pub fn can_read(&self, repo: &Repo, user: Option<&str>) -> bool {
-        !repo.private || user.is_some_and(|u| repo.id.split('/').next() == Some(u))
+        !repo.private || user.is_some_and(|u| repo.id.split('/').next() == Some(u) || repo.owner.as_deref() == Some(u))
     }
 
     pub fn new_commit_sha(&mut self, seed: &str) -> String {
