@@ -47,6 +47,16 @@ pub enum Request {
     Release {
         fh: u64,
     },
+    /// `flush` on close and `fsync`: make what was written through `fh` durable.
+    Flush {
+        ino: Ino,
+        fh: u64,
+    },
+    /// May the caller access `ino`, for writing when `write`?
+    Access {
+        ino: Ino,
+        write: bool,
+    },
     ReadLink {
         ino: Ino,
     },

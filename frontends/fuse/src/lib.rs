@@ -313,13 +313,12 @@ impl fuser::Filesystem for FuseAdapter {
         self.submit(Request::Release { fh: fh.0 }, FuseReply::Empty(reply));
     }
 
-    fn flush(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        // Nothing is ever buffered for writing in a read-only mount.
-        reply.ok();
+    fn flush(&self, _req: &FuseRequest, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.submit(Request::Flush { ino: ino.0, fh: fh.0 }, FuseReply::Empty(reply));
     }
 
-    fn fsync(&self, _req: &FuseRequest, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply.ok();
+    fn fsync(&self, _req: &FuseRequest, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.submit(Request::Flush { ino: ino.0, fh: fh.0 }, FuseReply::Empty(reply));
     }
 
     fn getxattr(&self, _req: &FuseRequest, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
@@ -346,12 +345,9 @@ impl fuser::Filesystem for FuseAdapter {
         self.submit(Request::StatFs, FuseReply::Statfs(reply));
     }
 
-    fn access(&self, _req: &FuseRequest, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        if mask.contains(AccessFlags::W_OK) {
-            reply.error(Errno::EROFS);
-        } else {
-            reply.ok();
-        }
+    fn access(&self, _req: &FuseRequest, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let write = mask.contains(AccessFlags::W_OK);
+        self.submit(Request::Access { ino: ino.0, write }, FuseReply::Empty(reply));
     }
 
     fn create(
