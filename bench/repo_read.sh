@@ -53,8 +53,11 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
 # Direct xet-core downloads of the same bytes (no mount), streamed and discarded: without and
 # with the disk chunk cache (a mount caches by default; writing the cache costs disk bandwidth).
-d=(); dc=()
+d=(); dc=(); df=()
 for i in $(seq "$runs"); do
+  drop_caches
+  df+=("$("$bin/hubsim" cas-download --endpoint "$ep" --hash "$hash" --size "$size" --out "$work/direct.bin" | sed -n 's/.*file_download_mb_s=\([0-9.]*\).*/\1/p')")
+  rm -f "$work/direct.bin"
   drop_caches
   "$bin/hubsim" cas-download --endpoint "$ep" --hash "$hash" --size "$size" >"$work/direct.out"
   d+=("$(sed -n 's/.*direct_download_mb_s=\([0-9.]*\).*/\1/p' "$work/direct.out")")
@@ -63,7 +66,7 @@ for i in $(seq "$runs"); do
   dc+=("$("$bin/hubsim" cas-download --endpoint "$ep" --hash "$hash" --size "$size" --cache-dir "$work/direct-cache" | sed -n 's/.*direct_download_mb_s=\([0-9.]*\).*/\1/p')")
   rm -rf "$work/direct-cache"
 done
-direct=$(median "${d[@]}"); direct_cached=$(median "${dc[@]}")
+direct=$(median "${d[@]}"); direct_cached=$(median "${dc[@]}"); direct_file=$(median "${df[@]}")
 
 cold_read() { # cold_read FLAGS... -> one cold sequential MB/s through a fresh mount; sets $rss
   rm -rf "$work/cold-cache"
@@ -89,6 +92,7 @@ rss=$(awk '/VmHWM/{print int($2/1024)}' /proc/$mpid/status)
 echo "mount usable after:          ${usable} s             (limit: 0.1 s)"
 echo "cold sequential, no cache:   ${cold_nocache} MB/s vs direct xet-core ${direct} MB/s  ratio $(ratio "$cold_nocache" "$direct")  (limit: >= 1.0; medians of $runs)"
 echo "cold sequential, disk cache: ${cold} MB/s vs direct xet-core with the same cache ${direct_cached} MB/s  ratio $(ratio "$cold" "$direct_cached")  (limit: >= 1.0; medians of $runs)"
+echo "cold sequential vs download: ${cold} MB/s vs xet-core downloading the file to disk (as hf download does) ${direct_file} MB/s  ratio $(ratio "$cold" "$direct_file")  (limit: >= 1.0)"
 echo "  raw CAS transfer of the same reconstruction (no decoding): ${raw} MB/s  (the ceiling)"
 echo "peak RSS, one seq reader:    ${rss} MiB             (limit: 128 MiB)"
 

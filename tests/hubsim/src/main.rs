@@ -66,6 +66,9 @@ enum Cmd {
         /// Use xet-core's disk chunk cache in this directory, as a mount does by default.
         #[arg(long)]
         cache_dir: Option<std::path::PathBuf>,
+        /// Download into this file (what `hf download` does) instead of streaming to memory.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -81,8 +84,8 @@ fn main() -> Result<()> {
             rt.block_on(serve(listen, data, users, xet_token_ttl_secs))
         }
         Cmd::Seed { endpoint, token, target } => rt.block_on(seed::run(&endpoint, token.as_deref(), target)),
-        Cmd::CasDownload { endpoint, hash, size, cache_dir } => {
-            rt.block_on(seed::cas_download(&endpoint, &hash, size, cache_dir))
+        Cmd::CasDownload { endpoint, hash, size, cache_dir, out } => {
+            rt.block_on(seed::cas_download(&endpoint, &hash, size, cache_dir, out))
         }
     }
 }

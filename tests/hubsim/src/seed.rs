@@ -135,7 +135,13 @@ pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<
 
 /// Stream `hash` from CAS with xet-core's own download path (bytes discarded, like `dd` to
 /// /dev/null on the mount) and print MB/s.
-pub async fn cas_download(endpoint: &str, hash: &str, size: u64, cache_dir: Option<PathBuf>) -> Result<()> {
+pub async fn cas_download(
+    endpoint: &str,
+    hash: &str,
+    size: u64,
+    cache_dir: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let tok = get_json(&agent, &format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/')), None)?;
     let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
@@ -150,7 +156,14 @@ pub async fn cas_download(endpoint: &str, hash: &str, size: u64, cache_dir: Opti
     let cached = cache.is_some();
     let session = FileDownloadSession::new(Arc::new(config), cache).await?;
     let started = std::time::Instant::now();
-    let (_id, mut stream) = session.download_stream(&XetFileInfo::new(hash.to_string(), size), None).await?;
+    let info = XetFileInfo::new(hash.to_string(), size);
+    if let Some(out) = &out {
+        session.download_file(&info, out).await?;
+        let secs = started.elapsed().as_secs_f64();
+        println!("file_download_mb_s={:.1} seconds={secs:.3}", size as f64 / 1e6 / secs);
+        return Ok(());
+    }
+    let (_id, mut stream) = session.download_stream(&info, None).await?;
     let mut got = 0u64;
     while let Some(b) = stream.next().await? {
         got += b.len() as u64;
