@@ -513,6 +513,12 @@ impl Filesystem {
         match flight.purpose {
             Purpose::ListPage { dir } => self.fail_listing(dir, err),
             Purpose::Fetch { ino, range } => {
+                // The file is in the listing, so missing bytes are an I/O error, not ENOENT.
+                let err = if err.errno == Errno::NoEnt {
+                    FsError::new(Errno::Io, "content_missing", err.detail)
+                } else {
+                    err
+                };
                 self.forget_fetch(ino, id);
                 let parked = self.parked_reads.remove(&ino).unwrap_or_default();
                 let (failed, kept): (Vec<_>, Vec<_>) =
