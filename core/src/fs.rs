@@ -347,9 +347,9 @@ impl Filesystem {
         if !plan.ahead.is_empty() {
             // Refill the window in batches of at least half of it, so a steady reader causes a
             // few large fetches rather than one small fetch per read.
-            let missing: u64 = self.missing(ino, plan.ahead.clone()).iter().map(|r| r.end - r.start).sum();
-            if missing * 2 >= plan.ahead.end - plan.ahead.start {
-                self.ensure_fetched(ino, plan.ahead);
+            let missing = self.missing(ino, plan.ahead.clone());
+            if missing.iter().map(|r| r.end - r.start).sum::<u64>() * 2 >= plan.ahead.end - plan.ahead.start {
+                self.fetch(ino, missing);
             }
             self.cache.demote_before(ino, offset);
         }
@@ -424,8 +424,17 @@ impl Filesystem {
 
     /// Start fetches for the parts of `range` neither cached nor already being fetched.
     fn ensure_fetched(&mut self, ino: Ino, range: Range<u64>) {
+        let missing = self.missing(ino, range);
+        self.fetch(ino, missing);
+    }
+
+    /// Start fetches for `pieces` (already known to be missing), at most `max_fetch` each.
+    fn fetch(&mut self, ino: Ino, pieces: Vec<Range<u64>>) {
+        if pieces.is_empty() {
+            return;
+        }
         let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else { return };
-        for piece in self.missing(ino, range) {
+        for piece in pieces {
             let mut start = piece.start;
             while start < piece.end {
                 let end = piece.end.min(start + self.cfg.policy.max_fetch);
