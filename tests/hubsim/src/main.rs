@@ -7,6 +7,7 @@
 // Route helpers return the error `Response` itself; it is large, but this is a test server.
 #![allow(clippy::result_large_err)]
 
+mod buckets;
 mod bytes_server;
 mod routes;
 mod seed;
@@ -124,7 +125,7 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
 
     let bytes_listener = tokio::net::TcpListener::bind((ip, 0)).await?;
     let bytes_port = bytes_listener.local_addr()?.port();
-    tokio::spawn(bytes_server::serve(bytes_listener, cas_client));
+    tokio::spawn(bytes_server::serve(bytes_listener, cas_client.clone()));
 
     let app = Arc::new(routes::App {
         state: Mutex::new(state),
@@ -133,6 +134,7 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
         bytes_port,
         xet_token_ttl_secs,
         requests: AtomicU64::new(0),
+        cas: cas_client,
     });
     let router = axum::Router::new().fallback(routes::handle).with_state(app);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::buckets;
 use crate::state::{self, Commit, FileEntry, HubState, Repo, RepoType, TreeItem};
 
 /// A fault armed through `POST /_emulator/faults`: the next `count` Hub requests whose path
@@ -36,14 +37,19 @@ pub struct App {
     pub cas_port: u16,
     pub bytes_port: u16,
     pub xet_token_ttl_secs: u64,
+    /// The CAS store, for file sizes (bucket `addFile` does not carry one).
+    pub cas: Arc<dyn xet_client::cas_client::DirectAccessClient>,
     pub requests: AtomicU64,
 }
 
 pub type Shared = Arc<App>;
 
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
 fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    rfc3339(now.as_millis() as i64)
+    rfc3339(now_ms())
 }
 
 /// Format milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -63,7 +69,7 @@ pub fn rfc3339(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", sod / 3600, sod % 3600 / 60, sod % 60, ms.rem_euclid(1000))
 }
 
-fn decode(s: &str) -> Option<String> {
+pub(crate) fn decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -80,14 +86,14 @@ fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn query_param(uri: &Uri, name: &str) -> Option<String> {
+pub(crate) fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then(|| decode(&v.replace('+', " ")).unwrap_or_default())
     })
 }
 
-fn error(status: StatusCode, code: Option<&str>, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: Option<&str>, message: &str) -> Response {
     let mut resp = (status, axum::Json(json!({ "error": message }))).into_response();
     if let Some(code) = code {
         resp.headers_mut()
@@ -99,11 +105,11 @@ fn error(status: StatusCode, code: Option<&str>, message: &str) -> Response {
     resp
 }
 
-fn host(headers: &HeaderMap) -> String {
+pub(crate) fn host(headers: &HeaderMap) -> String {
     headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string()
 }
 
-fn host_name(headers: &HeaderMap) -> String {
+pub(crate) fn host_name(headers: &HeaderMap) -> String {
     let h = host(headers);
     match h.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
@@ -180,6 +186,10 @@ pub async fn handle(
             None => error(StatusCode::UNAUTHORIZED, None, "Invalid credentials in Authorization header"),
         },
         (Method::POST, ["api", "repos", "create"]) => create_repo(&app, user, &headers, &body),
+        (_, ["api", "buckets", rest @ ..]) => buckets::api(&app, &method, &uri, &headers, user, rest, &body).await,
+        (Method::GET | Method::HEAD, ["buckets", ns, name, "resolve", path @ ..]) if !path.is_empty() => {
+            buckets::resolve(&app, &method, &headers, user, &format!("{ns}/{name}"), path)
+        }
         (_, ["api", ty, ns, name, rest @ ..]) if RepoType::from_api(ty).is_some() => {
             let kind = RepoType::from_api(ty).expect("checked by guard");
             let id = format!("{ns}/{name}");
@@ -316,13 +326,26 @@ fn tree(uri: &Uri, headers: &HeaderMap, commit: &Commit, dir: &str) -> Result<Re
         ));
     }
     let recursive = query_param(uri, "recursive").is_some_and(|v| v == "true" || v == "1");
+    let items = commit.list(dir, recursive);
+    let mut resp = paginate(uri, headers, &items, |i| entry_json(commit, i))?;
+    resp.headers_mut().insert("x-repo-commit", HeaderValue::from_str(&commit.sha).expect("hex"));
+    Ok(resp)
+}
+
+/// One page of `items` as a JSON array (`limit` and `cursor` from the query), with a `Link`
+/// header to the next page as an absolute URL on the origin the client called.
+pub(crate) fn paginate<T>(
+    uri: &Uri,
+    headers: &HeaderMap,
+    items: &[T],
+    to_json: impl Fn(&T) -> Value,
+) -> Result<Response, Response> {
     let limit = query_param(uri, "limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
     let cursor = match query_param(uri, "cursor") {
         None => 0,
         Some(c) => c.parse::<usize>().map_err(|_| error(StatusCode::BAD_REQUEST, None, "invalid cursor"))?,
     };
-    let items = commit.list(dir, recursive);
-    let page: Vec<Value> = items.iter().skip(cursor).take(limit).map(|i| entry_json(commit, i)).collect();
+    let page: Vec<Value> = items.iter().skip(cursor).take(limit).map(to_json).collect();
     let mut resp = axum::Json(page).into_response();
     if cursor + limit < items.len() {
         let mut next_query: Vec<String> = uri
@@ -338,7 +361,6 @@ fn tree(uri: &Uri, headers: &HeaderMap, commit: &Commit, dir: &str) -> Result<Re
             resp.headers_mut().insert("link", v);
         }
     }
-    resp.headers_mut().insert("x-repo-commit", HeaderValue::from_str(&commit.sha).expect("hex"));
     Ok(resp)
 }
 
@@ -369,7 +391,7 @@ fn paths_info(commit: &Commit, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     Ok(axum::Json(out).into_response())
 }
 
-fn xet_token(app: &App, headers: &HeaderMap) -> Response {
+pub(crate) fn xet_token(app: &App, headers: &HeaderMap) -> Response {
     let cas_url = format!("http://{}:{}", host_name(headers), app.cas_port);
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
         + app.xet_token_ttl_secs;
@@ -455,7 +477,7 @@ fn resolve(
 }
 
 /// `2026-01-02T03:04:05.000Z` -> `Fri, 02 Jan 2026 03:04:05 GMT`.
-fn http_date(rfc3339: &str) -> String {
+pub(crate) fn http_date(rfc3339: &str) -> String {
     let num = |r: std::ops::Range<usize>| rfc3339.get(r).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     let (y, m, d) = (num(0..4), num(5..7), num(8..10));
     let days = {

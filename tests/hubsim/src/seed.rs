@@ -32,6 +32,15 @@ pub enum Target {
         #[arg(long, default_value_t = 1 << 20)]
         xet_threshold: u64,
     },
+    /// Create the bucket if needed and add every file of DIR to it (through CAS + batch).
+    Bucket {
+        /// `NS/NAME`
+        id: String,
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        private: bool,
+    },
 }
 
 fn walk(root: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
@@ -75,8 +84,13 @@ fn get_json(agent: &ureq::Agent, url: &str, token: Option<&str>) -> Result<Value
 }
 
 pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<()> {
-    let Target::Repo { id, from, branch, tag, private, xet_threshold } = target;
     let endpoint = endpoint.trim_end_matches('/');
+    let (id, from, branch, tag, private, xet_threshold) = match target {
+        Target::Repo { id, from, branch, tag, private, xet_threshold } => {
+            (id, from, branch, tag, private, xet_threshold)
+        }
+        Target::Bucket { id, from, private } => return seed_bucket(endpoint, token, &id, &from, private).await,
+    };
     let (repo_type, repo_id) = match id.split_once('/') {
         Some(("models", rest)) => ("model", rest.to_string()),
         Some(("datasets", rest)) => ("dataset", rest.to_string()),
@@ -130,6 +144,64 @@ pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<
     }
     let v: Value = serde_json::from_str(&text)?;
     println!("{}", v["commitOid"].as_str().context("no commitOid in response")?);
+    Ok(())
+}
+
+fn send(
+    agent: &ureq::Agent,
+    url: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(u16, String)> {
+    let mut req = agent.post(url).header("content-type", content_type);
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.send(body).with_context(|| format!("POST {url}"))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.body_mut().read_to_string()?))
+}
+
+async fn seed_bucket(endpoint: &str, token: Option<&str>, id: &str, from: &Path, private: bool) -> Result<()> {
+    if id.split('/').count() != 2 || id.split('/').any(str::is_empty) {
+        bail!("bucket id must be NS/NAME, got {id:?}");
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = serde_json::to_vec(&json!({ "private": private }))?;
+    let (status, text) = send(&agent, &format!("{endpoint}/api/buckets/{id}"), token, "application/json", body)?;
+    if !(200..300).contains(&status) && status != 409 {
+        bail!("creating bucket {id}: HTTP {status}: {text}");
+    }
+    let files = walk(from)?;
+    if !files.is_empty() {
+        let tok = get_json(&agent, &format!("{endpoint}/api/buckets/{id}/xet-write-token"), token)?;
+        let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
+        let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
+        let exp = tok["exp"].as_u64().context("token has no exp")?;
+        let ctx = XetContext::default()?;
+        let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
+        let session = FileUploadSession::new(Arc::new(config)).await?;
+        let infos = session.upload_files(files.iter().map(|f| (f.1.clone(), Sha256Policy::Skip))).await?;
+        session.finalize().await?;
+        let mtime = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+        let lines: Vec<String> = files
+            .iter()
+            .zip(&infos)
+            .map(|(f, info)| {
+                json!({ "type": "addFile", "path": f.0, "xetHash": info.hash(), "mtime": mtime }).to_string()
+            })
+            .collect();
+        for chunk in lines.chunks(1000) {
+            let body = chunk.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+            let url = format!("{endpoint}/api/buckets/{id}/batch");
+            let (status, text) = send(&agent, &url, token, "application/x-ndjson", body)?;
+            if !(200..300).contains(&status) {
+                bail!("batch to bucket {id}: HTTP {status}: {text}");
+            }
+        }
+    }
+    println!("bucket {id}: {} files", files.len());
     Ok(())
 }
 

@@ -93,6 +93,80 @@ pub struct HubState {
     #[serde(skip)]
     pub data_dir: Option<PathBuf>,
     pub commit_counter: u64,
+    /// "ns/name" -> bucket.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, Bucket>,
+}
+
+/// One file of a bucket.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BucketFile {
+    pub xet_hash: String,
+    pub size: u64,
+    /// Client-supplied modification time, milliseconds since the epoch.
+    pub mtime_ms: i64,
+    /// Server time of the `addFile`, milliseconds since the epoch.
+    pub uploaded_ms: i64,
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+/// A bucket: a flat, mutable map from path to xet-stored file; "directories" exist only as
+/// prefixes of file paths.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Bucket {
+    pub id: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+    pub private: bool,
+    pub created_ms: i64,
+    /// Bumped (strictly increasing) on every mutation.
+    pub updated_ms: i64,
+    pub files: BTreeMap<String, BucketFile>,
+}
+
+/// One entry of a bucket tree listing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BucketItem<'a> {
+    File(&'a str, &'a BucketFile),
+    Dir(String),
+}
+
+impl Bucket {
+    /// Mark a mutation at `now_ms`; `updated_ms` always moves forward.
+    pub fn touch(&mut self, now_ms: i64) {
+        self.updated_ms = now_ms.max(self.updated_ms + 1);
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.files.values().map(|f| f.size).sum()
+    }
+
+    /// The Hub's raw key-prefix listing: every file whose path starts with the literal
+    /// `prefix`; recursive lists files only, non-recursive folds the remainder after the prefix
+    /// (one leading `/` dropped) at its first `/` into a directory entry.
+    pub fn list(&self, prefix: &str, recursive: bool) -> Vec<BucketItem<'_>> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, file) in self.files.range(prefix.to_string()..) {
+            let Some(rest) = path.strip_prefix(prefix) else { break };
+            if recursive {
+                out.push(BucketItem::File(path, file));
+                continue;
+            }
+            let rest = rest.strip_prefix('/').unwrap_or(rest);
+            match rest.find('/') {
+                Some(i) => {
+                    let dir = &path[..path.len() - rest.len() + i];
+                    if seen.insert(dir.to_string()) {
+                        out.push(BucketItem::Dir(dir.to_string()));
+                    }
+                }
+                None => out.push(BucketItem::File(path, file)),
+            }
+        }
+        out
+    }
 }
 
 pub fn repo_key(kind: RepoType, id: &str) -> String {
@@ -185,6 +259,15 @@ impl HubState {
         self.tokens.get(token).map(String::as_str)
     }
 
+    /// May `user` read `bucket`? Public buckets: anyone; private: its namespace user or owner.
+    pub fn can_read_bucket(&self, bucket: &Bucket, user: Option<&str>) -> bool {
+        !bucket.private || self.can_write_bucket(bucket, user)
+    }
+
+    pub fn can_write_bucket(&self, bucket: &Bucket, user: Option<&str>) -> bool {
+        user.is_some_and(|u| bucket.id.split('/').next() == Some(u) || bucket.owner.as_deref() == Some(u))
+    }
+
     pub fn can_read(&self, repo: &Repo, user: Option<&str>) -> bool {
         !repo.private || user.is_some_and(|u| repo.id.split('/').next() == Some(u) || repo.owner.as_deref() == Some(u))
     }
@@ -256,6 +339,27 @@ mod tests {
         assert!(c.is_dir("d/e"));
         assert!(!c.is_dir("d/x"));
         assert!(!c.is_dir("d/"));
+    }
+
+    #[test]
+    fn bucket_listing_uses_raw_prefixes() {
+        let f = BucketFile { xet_hash: "h".into(), size: 1, mtime_ms: 0, uploaded_ms: 0, content_type: None };
+        let files = ["a.txt", "logs/x", "logs/y/z", "logs_old/w"].iter().map(|p| (p.to_string(), f.clone())).collect();
+        let b = Bucket { id: "n/b".into(), owner: None, private: false, created_ms: 0, updated_ms: 0, files };
+        let names = |items: Vec<BucketItem<'_>>| -> Vec<String> {
+            items
+                .into_iter()
+                .map(|i| match i {
+                    BucketItem::File(p, _) => p.to_string(),
+                    BucketItem::Dir(d) => format!("{d}/"),
+                })
+                .collect()
+        };
+        assert_eq!(names(b.list("", false)), ["a.txt", "logs/", "logs_old/"]);
+        assert_eq!(names(b.list("logs", false)), ["logs/x", "logs/y/", "logs_old/"]);
+        assert_eq!(names(b.list("logs/", false)), ["logs/x", "logs/y/"]);
+        assert_eq!(names(b.list("logs", true)), ["logs/x", "logs/y/z", "logs_old/w"]);
+        assert!(b.list("nope", true).is_empty());
     }
 
     #[test]
