@@ -19,6 +19,53 @@ pub enum Effect {
     HubRange { url: String, range: Range<u64> },
     /// Reconstruct `range` of a xet-stored file through CAS; completion is `Bytes`.
     CasRange { xet_hash: String, file_size: u64, range: Range<u64> },
+    /// POST `body` to a Hub API URL; the completion is `Completion::Http`.
+    HubPost { url: String, content_type: &'static str, body: Bytes },
+    /// A local staging-file operation; the completion is `Done` (or `Bytes` for reads).
+    Stage(StageOp),
+    /// Upload content to CAS with a write token and finalize it (xorbs and shard); the
+    /// completion is `Uploaded`.
+    Upload(UploadSource),
+}
+
+/// Staging files hold the content of files being written, named by core, owned by effects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StageOp {
+    /// Create (or empty) the file.
+    Create {
+        path: String,
+    },
+    /// Fill the file with the whole content of a xet file (before it is edited in place).
+    Fill {
+        path: String,
+        xet_hash: String,
+        size: u64,
+    },
+    /// Write `data` (consecutive pieces) at `offset`.
+    Write {
+        path: String,
+        offset: u64,
+        data: Vec<Bytes>,
+    },
+    Read {
+        path: String,
+        range: Range<u64>,
+    },
+    Truncate {
+        path: String,
+        size: u64,
+    },
+    Remove {
+        path: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UploadSource {
+    /// Content held by core, in order.
+    Memory(Vec<Bytes>),
+    /// A staging file's whole content.
+    File(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,5 +126,12 @@ pub enum Completion {
     Http(HttpResponse),
     /// File bytes, in order, as one or more consecutive pieces (no copy to join them).
     Bytes(Vec<Bytes>),
+    /// A staging operation without data to return succeeded.
+    Done,
+    /// An upload succeeded: the content's xet file hash and size.
+    Uploaded {
+        xet_hash: String,
+        size: u64,
+    },
     Failed(EffectFailure),
 }

@@ -21,6 +21,7 @@ pub enum Errno {
     NameTooLong,
     NoSys,
     NotEmpty,
+    NotSup,
 }
 
 impl Errno {
@@ -42,6 +43,7 @@ impl Errno {
             Errno::NameTooLong => 36,
             Errno::NoSys => 38,
             Errno::NotEmpty => 39,
+            Errno::NotSup => 95,
         }
     }
 }

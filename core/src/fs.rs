@@ -1,23 +1,29 @@
-//! The filesystem state machine for a read-only repo mount at a pinned commit.
+//! The filesystem state machine: a repo at a pinned commit (read-only) or a bucket
+//! (read-write unless configured read-only).
 //!
 //! Method classes, in the manner of quinn-proto:
-//! - getters: `config`, `stats`;
-//! - inputs: `handle_request`, `handle_completion`, `handle_timeout` (each takes `now`);
+//! - getters: `config`, `stats`, `is_busy`, `has_unsaved`;
+//! - inputs: `handle_request`, `handle_completion`, `handle_timeout` (each takes `now`), and the
+//!   command `begin_drain`;
 //! - outputs, drained in this order after every input: `poll_reply`, `poll_effect`,
-//!   `poll_notify`, then `poll_timeout` for when to call `handle_timeout` next.
+//!   `poll_notify`, `poll_log`, then `poll_timeout` for when to call `handle_timeout` next.
 //!
-//! It owns every policy: inode numbering, listing fetches, read-ahead, caching, retries and
-//! errno mapping. It never performs IO.
+//! It owns every policy: inode numbering, listing fetches and their freshness, read-ahead,
+//! caching, write staging, upload and commit scheduling, retries and errno mapping. It never
+//! performs IO. This file holds the dispatch, the outputs, listings and the read path; writes,
+//! namespace changes and freshness live in `writes`, `namespace` and `refresh`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hashbrown::HashMap;
 
-use crate::config::MountConfig;
-use crate::effect::{Completion, Effect, EffectFailure, EffectId, FailureKind};
-use crate::error::{Errno, FsError};
+use crate::commits::CommitQueue;
+use crate::config::{MountConfig, Source, WriteMode};
+use crate::effect::{Completion, Effect, EffectFailure, EffectId, FailureKind, StageOp};
+use crate::error::{Errno, FsError, LogLevel};
 use crate::hub::{self, ContentSource, TreeEntryKind};
 use crate::inode::{Ino, InodeTable, NodeKind, ROOT_INO};
 use crate::listing::{Listings, Need, Waiter};
@@ -26,36 +32,79 @@ use crate::readcache::ReadCache;
 use crate::request::{Attr, DirEntry, FileKind, KernelNotify, Reply, Request, RequestId, StatFs};
 use crate::retry;
 use crate::time::Instant;
+use crate::writes::WriteState;
 
-/// Longest file name the mount accepts in a lookup.
-const NAME_MAX: usize = 255;
+/// Longest file name the mount accepts.
+pub(crate) const NAME_MAX: usize = 255;
 /// Directory entries returned per readdir reply at most.
 const READDIR_BATCH: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Reader {
+pub(crate) enum Reader {
     Handle(u64),
     /// Stateless reads (NFS) share one pattern per inode.
     Inode(Ino),
 }
 
+/// Why an effect was started; decides what its completion does.
 #[derive(Debug)]
-enum Purpose {
-    ListPage { dir: Ino },
-    Fetch { ino: Ino, range: Range<u64> },
+pub(crate) enum Purpose {
+    ListPage {
+        dir: Ino,
+    },
+    Fetch {
+        ino: Ino,
+        range: Range<u64>,
+    },
+    /// A staging-file operation for `ino`; `req` is answered when it completes.
+    Stage {
+        ino: Ino,
+        req: Option<RequestId>,
+        kind: StageKind,
+    },
+    Upload {
+        ino: Ino,
+        generation: u64,
+    },
+    Commit,
+    Poll,
+    /// Recursive listing of a directory about to be renamed.
+    Scan {
+        dir: Ino,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StageKind {
+    /// Create or fill the staging file before any other use.
+    Prepare,
+    /// A write whose reply is `Written { size }`.
+    Write {
+        size: u32,
+    },
+    Read,
+    Truncate,
+    Remove,
 }
 
 #[derive(Debug)]
-struct InFlight {
-    purpose: Purpose,
-    effect: Effect,
-    attempts: u32,
+pub(crate) struct InFlight {
+    pub purpose: Purpose,
+    pub effect: Effect,
+    pub attempts: u32,
 }
 
 #[derive(Debug)]
-struct ParkedRead {
-    req: RequestId,
-    range: Range<u64>,
+pub(crate) struct ParkedRead {
+    pub req: RequestId,
+    pub range: Range<u64>,
+}
+
+/// An open file handle.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenFile {
+    pub ino: Ino,
+    pub write: bool,
 }
 
 /// Counters for benchmarks and tests.
@@ -66,32 +115,59 @@ pub struct Stats {
     pub bytes_fetched: u64,
     pub bytes_read: u64,
     pub retries: u64,
+    pub uploads: u64,
+    pub bytes_uploaded: u64,
+    pub commits: u64,
+    pub polls: u64,
 }
 
 pub struct Filesystem {
-    cfg: MountConfig,
-    inodes: InodeTable,
-    listings: Listings,
-    cache: ReadCache,
-    patterns: HashMap<Reader, ReadPattern>,
-    open_files: HashMap<u64, Ino>,
+    pub(crate) cfg: MountConfig,
+    pub(crate) inodes: InodeTable,
+    pub(crate) listings: Listings,
+    pub(crate) cache: ReadCache,
+    pub(crate) patterns: HashMap<Reader, ReadPattern>,
+    pub(crate) open_files: HashMap<u64, OpenFile>,
     next_fh: u64,
     next_effect: u64,
-    in_flight: HashMap<EffectId, InFlight>,
+    pub(crate) in_flight: HashMap<EffectId, InFlight>,
     /// Byte ranges being fetched, per inode.
-    fetching: HashMap<Ino, Vec<(Range<u64>, EffectId)>>,
-    parked_reads: HashMap<Ino, Vec<ParkedRead>>,
+    pub(crate) fetching: HashMap<Ino, Vec<(Range<u64>, EffectId)>>,
+    pub(crate) parked_reads: HashMap<Ino, Vec<ParkedRead>>,
     /// Effects waiting for their retry time.
     retries: BTreeMap<(Instant, EffectId), ()>,
+    /// Files being written, by inode.
+    pub(crate) writes: HashMap<Ino, WriteState>,
+    pub(crate) commits: CommitQueue,
+    /// No commit is started before this (after a batch finally failed).
+    pub(crate) commit_not_before: Option<Instant>,
+    /// Directory scans in progress (entries so far, requests waiting), by directory.
+    pub(crate) scans: HashMap<Ino, (Vec<hub::TreeEntry>, Vec<RequestId>)>,
+    /// Completed scans, consumed by the rename that asked for them.
+    pub(crate) scanned: HashMap<Ino, Vec<hub::TreeEntry>>,
+    /// Requests parked (on a listing or a scan) to be handled again from the start.
+    pub(crate) retry_requests: HashMap<RequestId, Request>,
+    /// Names staging files uniquely.
+    pub(crate) next_stage: u64,
+    /// Errors of background work (upload, commit) not yet reported to the file's user.
+    pub(crate) unreported: HashMap<Ino, FsError>,
+    pub(crate) next_poll: Option<Instant>,
+    pub(crate) poll_backoff: u32,
+    pub(crate) bucket_updated_at: Option<String>,
+    pub(crate) draining: bool,
     replies: VecDeque<(RequestId, Reply)>,
     effects: VecDeque<(EffectId, Effect)>,
-    notifies: VecDeque<KernelNotify>,
-    stats: Stats,
+    pub(crate) notifies: VecDeque<KernelNotify>,
+    logs: VecDeque<(LogLevel, String)>,
+    pub(crate) stats: Stats,
 }
 
 impl Filesystem {
     pub fn new(cfg: MountConfig) -> Self {
         let cache = ReadCache::new(cfg.policy.cache_bytes);
+        let is_bucket = matches!(cfg.source, Source::Bucket { .. });
+        // The first poll runs at once: it records the `updatedAt` later polls compare with.
+        let next_poll = cfg.poll_interval.filter(|_| is_bucket).map(|_| Instant::ZERO);
         Filesystem {
             inodes: InodeTable::new(&cfg.subfolder),
             cfg,
@@ -105,9 +181,22 @@ impl Filesystem {
             fetching: HashMap::new(),
             parked_reads: HashMap::new(),
             retries: BTreeMap::new(),
+            writes: HashMap::new(),
+            commits: CommitQueue::default(),
+            commit_not_before: None,
+            scans: HashMap::new(),
+            scanned: HashMap::new(),
+            retry_requests: HashMap::new(),
+            next_stage: 0,
+            unreported: HashMap::new(),
+            next_poll,
+            poll_backoff: 0,
+            bucket_updated_at: None,
+            draining: false,
             replies: VecDeque::new(),
             effects: VecDeque::new(),
             notifies: VecDeque::new(),
+            logs: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -127,32 +216,51 @@ impl Filesystem {
         !self.in_flight.is_empty()
     }
 
+    /// True while something written is not yet committed to the bucket.
+    pub fn has_unsaved(&self) -> bool {
+        self.writes.values().any(WriteState::is_dirty) || !self.commits.is_empty()
+    }
+
     // ---- inputs --------------------------------------------------------------------------
 
-    pub fn handle_request(&mut self, id: RequestId, req: Request, _now: Instant) {
+    pub fn handle_request(&mut self, id: RequestId, req: Request, now: Instant) {
+        self.dispatch(id, req, now);
+        self.pump(now);
+    }
+
+    pub(crate) fn dispatch(&mut self, id: RequestId, req: Request, now: Instant) {
+        if req.is_modifying() && self.cfg.writes.mode == WriteMode::ReadOnly {
+            return self.fail(id, self.read_only_error());
+        }
         match req {
-            Request::Lookup { parent, name } => self.lookup(id, parent, name),
+            Request::Lookup { parent, name } => self.lookup(id, parent, name, now),
             Request::Forget { ino, nlookup } => self.inodes.forget(ino, nlookup),
             Request::GetAttr { ino } => match self.attr(ino) {
                 Some(attr) => self.reply(id, Reply::Attr { attr, ttl: self.cfg.metadata_ttl }),
                 None => self.fail(id, FsError::not_found()),
             },
-            Request::ReadDir { ino, offset, plus } => self.readdir(id, ino, offset, plus),
-            Request::Open { ino, write } => self.open(id, ino, write),
+            Request::ReadDir { ino, offset, plus } => self.readdir(id, ino, offset, plus, now),
+            Request::Open { ino, write, truncate } => self.open(id, ino, write, truncate, now),
             Request::Read { ino, fh, offset, size } => self.read(id, ino, fh, offset, size),
-            Request::Release { fh } => {
-                self.open_files.remove(&fh);
-                self.patterns.remove(&Reader::Handle(fh));
-                self.reply(id, Reply::Empty);
-            }
-            // Nothing is ever written through a repo mount, so there is nothing to make durable.
-            Request::Flush { .. } => self.reply(id, Reply::Empty),
+            Request::Write { ino, fh: _, offset, data } => self.write(id, ino, offset, data, now),
+            Request::Release { fh } => self.release(id, fh, now),
+            Request::Flush { ino, fh } => self.flush(id, ino, fh, now),
+            Request::Fsync { ino } => self.fsync(id, ino, now),
             Request::Access { ino, write } => match self.inodes.get(ino) {
                 None => self.fail(id, FsError::not_found()),
-                Some(_) if write => self.fail(id, FsError::read_only()),
+                Some(_) if write && self.cfg.writes.mode == WriteMode::ReadOnly => {
+                    self.fail(id, self.read_only_error())
+                }
                 Some(_) => self.reply(id, Reply::Empty),
             },
-            Request::ReadLink { .. } => self.fail(id, FsError::new(Errno::Inval, "not_a_symlink", "")),
+            Request::ReadLink { ino } => match self.inodes.get(ino).map(|n| &n.kind) {
+                Some(NodeKind::Symlink { target }) => {
+                    let target = Bytes::from(target.clone().into_bytes());
+                    self.reply(id, Reply::Data(target))
+                }
+                Some(_) => self.fail(id, FsError::new(Errno::Inval, "not_a_symlink", "")),
+                None => self.fail(id, FsError::not_found()),
+            },
             Request::StatFs => self.reply(
                 id,
                 Reply::StatFs(StatFs {
@@ -162,7 +270,19 @@ impl Filesystem {
                     name_max: NAME_MAX as u32,
                 }),
             ),
-            Request::Modify { .. } => self.fail(id, FsError::read_only()),
+            Request::Create { parent, name, mode } => self.create(id, parent, name, mode, now),
+            Request::Mkdir { parent, name, mode } => self.mkdir(id, parent, name, mode, now),
+            Request::Unlink { parent, name } => self.unlink(id, parent, name, now),
+            Request::Rmdir { parent, name } => self.rmdir(id, parent, name, now),
+            Request::Rename { parent, name, new_parent, new_name, no_replace } => {
+                self.rename(id, (parent, name), (new_parent, new_name), no_replace, now)
+            }
+            Request::Symlink { parent, name, target } => self.symlink(id, parent, name, target, now),
+            Request::Link { ino, new_parent, new_name } => self.link(id, ino, new_parent, new_name, now),
+            Request::SetAttr { ino, set } => self.setattr(id, ino, set, now),
+            Request::Unsupported { op } => {
+                self.fail(id, FsError::new(Errno::NotSup, "unsupported", format!("{op} is not supported here")))
+            }
         }
     }
 
@@ -170,43 +290,58 @@ impl Filesystem {
         let Some(flight) = self.in_flight.remove(&id) else {
             return;
         };
-        let result = match (&flight.purpose, completion) {
-            (Purpose::ListPage { .. }, Completion::Http(resp)) if (200..300).contains(&resp.status) => {
-                let next = resp.header("link").and_then(hub::next_link);
-                hub::parse_tree_page(&resp.body)
-                    .map(|entries| (entries, next))
-                    .map_err(|e| EffectFailure::new(FailureKind::Permanent, Some(resp.status), e))
-                    .map(CompletionData::Page)
+        match completion {
+            Completion::Failed(failure) => self.on_failure(id, flight, failure, now),
+            Completion::Http(resp) if !(200..300).contains(&resp.status) => {
+                self.on_failure(id, flight, hub::failure_from_response(&resp), now)
             }
-            (_, Completion::Http(resp)) => Err(hub::failure_from_response(&resp)),
-            (Purpose::Fetch { range, .. }, Completion::Bytes(data)) => {
-                let len: usize = data.iter().map(Bytes::len).sum();
-                if len as u64 == range.end - range.start {
-                    Ok(CompletionData::Bytes(data))
-                } else {
-                    Err(EffectFailure::new(
-                        FailureKind::Transient,
-                        None,
-                        format!("short fetch: wanted {} bytes, got {len}", range.end - range.start),
-                    ))
-                }
-            }
-            (Purpose::ListPage { .. }, Completion::Bytes(_)) => {
-                Err(EffectFailure::new(FailureKind::Permanent, None, "listing completed with raw bytes"))
-            }
-            (_, Completion::Failed(f)) => Err(f),
-        };
-        match result {
-            Ok(CompletionData::Page((entries, next))) => {
-                let Purpose::ListPage { dir } = flight.purpose else { unreachable!("matched above") };
-                self.on_page(dir, entries, next);
-            }
-            Ok(CompletionData::Bytes(data)) => {
-                let Purpose::Fetch { ino, range } = flight.purpose else { unreachable!("matched above") };
-                self.on_fetched(id, ino, range, data);
-            }
-            Err(failure) => self.on_failure(id, flight, failure, now),
+            completion => match flight.purpose {
+                Purpose::ListPage { dir } => match completion {
+                    Completion::Http(resp) => {
+                        let next = resp.header("link").and_then(hub::next_link);
+                        match hub::parse_tree_page(&resp.body) {
+                            Ok(entries) => self.on_page(dir, entries, next, now),
+                            Err(e) => self.fail_listing(dir, bad_response(resp.status, e)),
+                        }
+                    }
+                    other => self.fail_listing(dir, unexpected(&other)),
+                },
+                Purpose::Fetch { ino, range } => match completion {
+                    Completion::Bytes(data) => {
+                        let len: u64 = data.iter().map(|b| b.len() as u64).sum();
+                        if len == range.end - range.start {
+                            self.on_fetched(id, ino, range, data);
+                        } else {
+                            let msg = format!("short fetch: wanted {} bytes, got {len}", range.end - range.start);
+                            let flight = InFlight { purpose: Purpose::Fetch { ino, range }, ..flight };
+                            self.on_failure(id, flight, EffectFailure::new(FailureKind::Transient, None, msg), now);
+                        }
+                    }
+                    other => self.fail_fetch(id, ino, range, unexpected(&other)),
+                },
+                Purpose::Stage { ino, req, kind } => self.on_staged(ino, req, kind, Ok(completion), now),
+                Purpose::Upload { ino, generation } => match completion {
+                    Completion::Uploaded { xet_hash, size } => self.on_uploaded(ino, generation, xet_hash, size, now),
+                    other => self.on_upload_failed(ino, generation, unexpected(&other), now),
+                },
+                Purpose::Commit => self.on_committed(now),
+                Purpose::Poll => match completion {
+                    Completion::Http(resp) => self.on_poll(hub::parse_bucket_updated_at(&resp.body), now),
+                    other => self.on_poll(Err(format!("{other:?}")), now),
+                },
+                Purpose::Scan { dir } => match completion {
+                    Completion::Http(resp) => {
+                        let next = resp.header("link").and_then(hub::next_link);
+                        match hub::parse_tree_page(&resp.body) {
+                            Ok(entries) => self.on_scan_page(dir, entries, next, now),
+                            Err(e) => self.fail_scan(dir, bad_response(resp.status, e)),
+                        }
+                    }
+                    other => self.fail_scan(dir, unexpected(&other)),
+                },
+            },
         }
+        self.pump(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -220,6 +355,17 @@ impl Filesystem {
                 self.effects.push_back((id, flight.effect.clone()));
             }
         }
+        if self.next_poll.is_some_and(|at| at <= now) {
+            self.start_poll(now);
+        }
+        self.pump(now);
+    }
+
+    /// Unmounting: upload and commit everything dirty now instead of after its debounce.
+    pub fn begin_drain(&mut self, now: Instant) {
+        self.draining = true;
+        self.commit_not_before = None;
+        self.pump(now);
     }
 
     // ---- outputs -------------------------------------------------------------------------
@@ -236,23 +382,51 @@ impl Filesystem {
         self.notifies.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.retries.keys().next().map(|(at, _)| *at)
+    /// Log lines about background work (uploads, commits, polls) that no request carries.
+    pub fn poll_log(&mut self) -> Option<(LogLevel, String)> {
+        self.logs.pop_front()
     }
 
-    // ---- requests ------------------------------------------------------------------------
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let retry = self.retries.keys().next().map(|(at, _)| *at);
+        let write = self.writes.values().filter(|w| w.is_dirty()).filter_map(|w| w.due).min();
+        let commit = self.commit_not_before.filter(|_| self.commits.has_pending());
+        let batch_window = self.commits.oldest().map(|t| t.saturating_add(self.cfg.writes.flush_max_batch_window));
+        [retry, write, commit, batch_window, self.next_poll].into_iter().flatten().min()
+    }
 
-    fn lookup(&mut self, id: RequestId, parent: Ino, name: String) {
+    // ---- lookups and listings ------------------------------------------------------------
+
+    /// How long a listing is trusted: forever for a pinned commit, the metadata TTL for a bucket.
+    pub(crate) fn listing_ttl(&self) -> Option<Duration> {
+        match self.cfg.source {
+            Source::Repo { .. } => None,
+            Source::Bucket { .. } => Some(self.cfg.metadata_ttl),
+        }
+    }
+
+    /// Ensure `dir`'s listing is loaded and fresh; if not, park `waiter` and return false.
+    pub(crate) fn listed(&mut self, dir: Ino, waiter: Waiter, now: Instant) -> bool {
+        let ttl = self.listing_ttl();
+        match self.listings.need(dir, waiter, now, ttl) {
+            Need::Ready => true,
+            Need::StartFetch => {
+                self.start_listing(dir);
+                false
+            }
+            Need::Wait => false,
+        }
+    }
+
+    fn lookup(&mut self, id: RequestId, parent: Ino, name: String, now: Instant) {
         if let Err(e) = self.check_dir(parent) {
             return self.fail(id, e);
         }
         if name.len() > NAME_MAX {
             return self.fail(id, FsError::new(Errno::NameTooLong, "name_too_long", ""));
         }
-        match self.listings.need(parent, Waiter::Lookup { req: id, name: name.clone() }) {
-            Need::Ready(_) => self.answer_lookup(id, parent, &name),
-            Need::StartFetch => self.start_listing(parent),
-            Need::Wait => {}
+        if self.listed(parent, Waiter::Lookup { req: id, name: name.clone() }, now) {
+            self.answer_lookup(id, parent, &name);
         }
     }
 
@@ -271,71 +445,165 @@ impl Filesystem {
         }
     }
 
-    fn readdir(&mut self, id: RequestId, ino: Ino, offset: u64, plus: bool) {
+    fn readdir(&mut self, id: RequestId, ino: Ino, offset: u64, plus: bool, now: Instant) {
         if let Err(e) = self.check_dir(ino) {
             return self.fail(id, e);
         }
-        match self.listings.need(ino, Waiter::ReadDir { req: id, offset, plus }) {
-            Need::Ready(_) => self.answer_readdir(id, ino, offset, plus),
-            Need::StartFetch => self.start_listing(ino),
-            Need::Wait => {}
+        // A reader past the first batch keeps its snapshot: re-listing mid-way would not help.
+        if offset > 0 && self.listings.is_loaded(ino) {
+            return self.answer_readdir(id, ino, offset, plus);
+        }
+        if self.listed(ino, Waiter::ReadDir { req: id, offset, plus }, now) {
+            self.answer_readdir(id, ino, offset, plus);
         }
     }
 
     fn answer_readdir(&mut self, id: RequestId, dir: Ino, offset: u64, plus: bool) {
         let parent = self.inodes.get(dir).map_or(ROOT_INO, |n| n.parent);
-        let children = self.listings.children(dir).unwrap_or_default();
         let mut entries = Vec::new();
-        // Index 0 is ".", 1 is "..", 2.. the children; an entry's next_offset is its index + 1.
-        let total = children.len() as u64 + 2;
-        let mut idx = offset;
-        while idx < total && entries.len() < READDIR_BATCH {
-            let (ino, name) = match idx {
-                0 => (dir, ".".to_string()),
-                1 => (parent, "..".to_string()),
-                _ => {
-                    let ino = children[(idx - 2) as usize];
-                    (ino, self.inodes.get(ino).map(|n| n.name.clone()).unwrap_or_default())
-                }
-            };
-            let kind = if matches!(self.inodes.get(ino).map(|n| &n.kind), Some(NodeKind::Dir)) {
-                FileKind::Directory
-            } else {
-                FileKind::RegularFile
-            };
-            let attr = if plus && idx >= 2 { self.attr(ino) } else { None };
-            entries.push(DirEntry { ino, next_offset: idx + 1, kind, name, attr });
-            idx += 1;
+        // Offsets 0 and 1 are "." and ".."; children carry stable cookies from 2 on, and an
+        // entry's next_offset is its cookie + 1.
+        let mut listed: Vec<(u64, Ino, String)> = Vec::new();
+        if offset == 0 {
+            listed.push((0, dir, ".".into()));
         }
-        if plus {
-            for e in entries.iter().filter(|e| e.attr.is_some()) {
-                self.inodes.add_lookup(e.ino);
+        if offset <= 1 {
+            listed.push((1, parent, "..".into()));
+        }
+        for (cookie, ino) in self.listings.children(dir) {
+            if cookie >= offset && listed.len() < READDIR_BATCH {
+                listed.push((cookie, ino, self.inodes.get(ino).map(|n| n.name.clone()).unwrap_or_default()));
             }
+        }
+        for (cookie, ino, name) in listed {
+            let kind = self.attr(ino).map_or(FileKind::RegularFile, |a| a.kind);
+            let attr = if plus && cookie >= 2 { self.attr(ino) } else { None };
+            if attr.is_some() {
+                self.inodes.add_lookup(ino);
+            }
+            entries.push(DirEntry { ino, next_offset: cookie + 1, kind, name, attr });
         }
         self.reply(id, Reply::Dir { entries, ttl: self.cfg.metadata_ttl });
     }
 
-    fn open(&mut self, id: RequestId, ino: Ino, write: bool) {
-        match self.inodes.get(ino).map(|n| &n.kind) {
-            None => self.fail(id, FsError::not_found()),
-            Some(NodeKind::Dir) => self.fail(id, FsError::new(Errno::IsDir, "is_a_directory", "")),
-            Some(NodeKind::File { .. }) if write => self.fail(id, FsError::read_only()),
-            Some(NodeKind::File { .. }) => {
-                let fh = self.next_fh;
-                self.next_fh += 1;
-                self.open_files.insert(fh, ino);
-                // A pinned commit never changes: the kernel may keep its page cache across opens.
-                self.reply(id, Reply::Open { fh, keep_cache: true });
+    pub(crate) fn start_listing(&mut self, dir: Ino) {
+        let path = self.inodes.path(dir);
+        let limit = self.cfg.policy.tree_page_limit;
+        let url = match &self.cfg.source {
+            Source::Repo { repo, commit } => self.cfg.urls.tree(repo, commit, &path, limit),
+            Source::Bucket { id } => self.cfg.urls.bucket_tree(id, &path, false, limit),
+        };
+        self.start_effect(Purpose::ListPage { dir }, Effect::HubGet { url });
+    }
+
+    fn on_page(&mut self, dir: Ino, entries: Vec<hub::TreeEntry>, next: Option<String>, now: Instant) {
+        let dir_path = self.inodes.path(dir);
+        let mut page = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Some(name) = child_name(&dir_path, &entry.path) else {
+                continue;
+            };
+            if let Some(ino) = self.merge_entry(dir, name, &entry) {
+                page.push(ino);
+            }
+        }
+        self.listings.add_page(dir, page);
+        match next {
+            Some(url) if self.cfg.urls.is_same_origin(&url) => {
+                self.start_effect(Purpose::ListPage { dir }, Effect::HubGet { url });
+            }
+            Some(url) => {
+                let err = FsError::new(
+                    Errno::Io,
+                    "bad_hub_response",
+                    format!("pagination link leaves the Hub endpoint: {url}"),
+                );
+                self.fail_listing(dir, err);
+            }
+            None => {
+                let fetched = self.listings.take_fetched(dir);
+                let children = self.merge_listing(dir, fetched);
+                for waiter in self.listings.set_loaded(dir, &children, now) {
+                    self.resume(dir, waiter, now);
+                }
             }
         }
     }
 
-    fn read(&mut self, id: RequestId, ino: Ino, fh: Option<u64>, offset: u64, size: u32) {
-        let file_size = match self.inodes.get(ino).map(|n| &n.kind) {
+    fn resume(&mut self, dir: Ino, waiter: Waiter, now: Instant) {
+        match waiter {
+            Waiter::Lookup { req, name } => self.answer_lookup(req, dir, &name),
+            Waiter::ReadDir { req, offset, plus } => self.answer_readdir(req, dir, offset, plus),
+            Waiter::Retry { req } => {
+                if let Some(request) = self.retry_requests.remove(&req) {
+                    self.dispatch(req, request, now);
+                }
+            }
+        }
+    }
+
+    fn fail_listing(&mut self, dir: Ino, err: FsError) {
+        for waiter in self.listings.fail(dir) {
+            let req = match waiter {
+                Waiter::Lookup { req, .. } | Waiter::ReadDir { req, .. } => req,
+                Waiter::Retry { req } => {
+                    self.retry_requests.remove(&req);
+                    req
+                }
+            };
+            self.fail(req, err.clone());
+        }
+    }
+
+    // ---- reads ---------------------------------------------------------------------------
+
+    fn open(&mut self, id: RequestId, ino: Ino, write: bool, truncate: bool, now: Instant) {
+        match self.inodes.get(ino).map(|n| &n.kind) {
             None => return self.fail(id, FsError::not_found()),
             Some(NodeKind::Dir) => return self.fail(id, FsError::new(Errno::IsDir, "is_a_directory", "")),
-            Some(NodeKind::File { size, .. }) => *size,
+            Some(NodeKind::Symlink { .. }) => return self.fail(id, FsError::new(Errno::Inval, "is_a_symlink", "")),
+            Some(NodeKind::File { .. }) => {}
+        }
+        if write || truncate {
+            if let Err(e) = self.open_for_write(ino, truncate, now) {
+                return self.fail(id, e);
+            }
+        }
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.open_files.insert(fh, OpenFile { ino, write });
+        // Pinned commits never change: the kernel may keep its page cache across opens.
+        let keep_cache = matches!(self.cfg.source, Source::Repo { .. });
+        self.reply(id, Reply::Open { fh, keep_cache });
+    }
+
+    /// A new handle for a file core just created (`create`).
+    pub(crate) fn new_handle(&mut self, ino: Ino) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.open_files.insert(fh, OpenFile { ino, write: true });
+        fh
+    }
+
+    fn release(&mut self, id: RequestId, fh: u64, now: Instant) {
+        self.patterns.remove(&Reader::Handle(fh));
+        if let Some(open) = self.open_files.remove(&fh) {
+            if open.write {
+                self.writer_closed(open.ino, now);
+            }
+        }
+        self.reply(id, Reply::Empty);
+    }
+
+    fn read(&mut self, id: RequestId, ino: Ino, fh: Option<u64>, offset: u64, size: u32) {
+        let (file_size, _) = match self.inodes.get(ino).map(|n| &n.kind) {
+            None => return self.fail(id, FsError::not_found()),
+            Some(NodeKind::File { size, source }) => (*size, source),
+            Some(_) => return self.fail(id, FsError::new(Errno::IsDir, "is_a_directory", "")),
         };
+        if self.writes.contains_key(&ino) {
+            return self.read_written(id, ino, offset, size);
+        }
         if offset >= file_size || size == 0 {
             return self.reply(id, Reply::Data(Bytes::new()));
         }
@@ -358,62 +626,6 @@ impl Filesystem {
             None => self.parked_reads.entry(ino).or_default().push(ParkedRead { req: id, range: offset..end }),
         }
     }
-
-    // ---- listings ------------------------------------------------------------------------
-
-    fn start_listing(&mut self, dir: Ino) {
-        let path = self.inodes.get(dir).map(|n| n.path.clone()).unwrap_or_default();
-        let url = self.cfg.urls.tree(&self.cfg.repo, &self.cfg.commit, &path, self.cfg.policy.tree_page_limit);
-        self.start_effect(Purpose::ListPage { dir }, Effect::HubGet { url });
-    }
-
-    fn on_page(&mut self, dir: Ino, entries: Vec<hub::TreeEntry>, next: Option<String>) {
-        let dir_path = self.inodes.get(dir).map(|n| n.path.clone()).unwrap_or_default();
-        let mut page = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let Some(name) = child_name(&dir_path, &entry.path) else {
-                continue;
-            };
-            let kind = match entry.kind {
-                TreeEntryKind::Directory => NodeKind::Dir,
-                TreeEntryKind::File { size, source } => NodeKind::File { size, source },
-            };
-            page.push(self.inodes.insert_child(dir, name, entry.path.clone(), kind));
-        }
-        self.listings.add_page(dir, page);
-        match next {
-            Some(url) if self.cfg.urls.is_same_origin(&url) => {
-                self.start_effect(Purpose::ListPage { dir }, Effect::HubGet { url });
-            }
-            Some(url) => {
-                let err = FsError::new(
-                    Errno::Io,
-                    "bad_hub_response",
-                    format!("pagination link leaves the Hub endpoint: {url}"),
-                );
-                self.fail_listing(dir, err);
-            }
-            None => {
-                for waiter in self.listings.finish(dir) {
-                    match waiter {
-                        Waiter::Lookup { req, name } => self.answer_lookup(req, dir, &name),
-                        Waiter::ReadDir { req, offset, plus } => self.answer_readdir(req, dir, offset, plus),
-                    }
-                }
-            }
-        }
-    }
-
-    fn fail_listing(&mut self, dir: Ino, err: FsError) {
-        for waiter in self.listings.fail(dir) {
-            let req = match waiter {
-                Waiter::Lookup { req, .. } | Waiter::ReadDir { req, .. } => req,
-            };
-            self.fail(req, err.clone());
-        }
-    }
-
-    // ---- reads ---------------------------------------------------------------------------
 
     /// Parts of `range` neither cached nor already being fetched.
     fn missing(&self, ino: Ino, range: Range<u64>) -> Vec<Range<u64>> {
@@ -438,15 +650,15 @@ impl Filesystem {
             let mut start = piece.start;
             while start < piece.end {
                 let end = piece.end.min(start + self.cfg.policy.max_fetch);
-                let effect = match &source {
-                    ContentSource::Xet { hash } => {
+                let effect = match (&source, &self.cfg.source) {
+                    (ContentSource::Xet { hash }, _) => {
                         Effect::CasRange { xet_hash: hash.clone(), file_size: size, range: start..end }
                     }
-                    ContentSource::Regular { .. } => {
-                        let path = self.inodes.get(ino).map(|n| n.path.clone()).unwrap_or_default();
-                        let url = self.cfg.urls.resolve(&self.cfg.repo, &self.cfg.commit, &path);
+                    (ContentSource::Regular { .. }, Source::Repo { repo, commit }) => {
+                        let url = self.cfg.urls.resolve(repo, commit, &self.inodes.path(ino));
                         Effect::HubRange { url, range: start..end }
                     }
+                    (ContentSource::Regular { .. }, Source::Bucket { .. }) => return,
                 };
                 let id = self.start_effect(Purpose::Fetch { ino, range: start..end }, effect);
                 self.fetching.entry(ino).or_default().push((start..end, id));
@@ -457,20 +669,22 @@ impl Filesystem {
     }
 
     fn on_fetched(&mut self, id: EffectId, ino: Ino, range: Range<u64>, pieces: Vec<Bytes>) {
-        self.forget_fetch(ino, id);
-        let mut offset = range.start;
-        for piece in pieces {
-            let len = piece.len() as u64;
-            self.cache.insert(ino, offset, piece);
-            offset += len;
+        // A fetch no longer tracked belongs to content that has since changed: drop it.
+        if self.forget_fetch(ino, id) {
+            let mut offset = range.start;
+            for piece in pieces {
+                let len = piece.len() as u64;
+                self.cache.insert(ino, offset, piece);
+                offset += len;
+            }
+            self.stats.bytes_fetched += offset - range.start;
         }
-        self.stats.bytes_fetched += offset - range.start;
         self.serve_parked(ino);
         self.cache.evict();
     }
 
     /// Answer parked reads now covered; re-fetch what an eviction or failure left uncovered.
-    fn serve_parked(&mut self, ino: Ino) {
+    pub(crate) fn serve_parked(&mut self, ino: Ino) {
         let Some(parked) = self.parked_reads.remove(&ino) else {
             return;
         };
@@ -489,26 +703,56 @@ impl Filesystem {
         }
     }
 
-    fn forget_fetch(&mut self, ino: Ino, id: EffectId) {
-        if let Some(v) = self.fetching.get_mut(&ino) {
-            v.retain(|(_, e)| *e != id);
-            if v.is_empty() {
-                self.fetching.remove(&ino);
-            }
+    /// Stop tracking fetch `id`; false if it was not tracked (anymore).
+    fn forget_fetch(&mut self, ino: Ino, id: EffectId) -> bool {
+        let Some(v) = self.fetching.get_mut(&ino) else { return false };
+        let before = v.len();
+        v.retain(|(_, e)| *e != id);
+        let found = v.len() != before;
+        if v.is_empty() {
+            self.fetching.remove(&ino);
+        }
+        found
+    }
+
+    /// `ino`'s content changed: cached bytes and fetches in flight are of the old content.
+    pub(crate) fn content_changed(&mut self, ino: Ino) {
+        self.cache.invalidate(ino);
+        self.fetching.remove(&ino);
+        self.patterns.retain(|r, _| *r != Reader::Inode(ino));
+    }
+
+    fn fail_fetch(&mut self, id: EffectId, ino: Ino, range: Range<u64>, err: FsError) {
+        // The file is in the listing, so missing bytes are an I/O error, not ENOENT.
+        let err = if err.errno == Errno::NoEnt { FsError::new(Errno::Io, "content_missing", err.detail) } else { err };
+        self.forget_fetch(ino, id);
+        let parked = self.parked_reads.remove(&ino).unwrap_or_default();
+        let (failed, kept): (Vec<_>, Vec<_>) =
+            parked.into_iter().partition(|p| p.range.start < range.end && range.start < p.range.end);
+        let path = self.inodes.path(ino);
+        for p in failed {
+            self.fail(p.req, FsError { detail: format!("{path}: {}", err.detail), ..err.clone() });
+        }
+        if !kept.is_empty() {
+            self.parked_reads.insert(ino, kept);
         }
     }
 
     // ---- effects and failures ------------------------------------------------------------
 
-    fn start_effect(&mut self, purpose: Purpose, effect: Effect) -> EffectId {
+    pub(crate) fn start_effect(&mut self, purpose: Purpose, effect: Effect) -> EffectId {
         let id = EffectId(self.next_effect);
         self.next_effect += 1;
-        if matches!(effect, Effect::HubGet { .. } | Effect::HubRange { .. }) {
+        if matches!(effect, Effect::HubGet { .. } | Effect::HubRange { .. } | Effect::HubPost { .. }) {
             self.stats.hub_requests += 1;
         }
         self.effects.push_back((id, effect.clone()));
         self.in_flight.insert(id, InFlight { purpose, effect, attempts: 1 });
         id
+    }
+
+    pub(crate) fn stage(&mut self, ino: Ino, req: Option<RequestId>, kind: StageKind, op: StageOp) {
+        self.start_effect(Purpose::Stage { ino, req, kind }, Effect::Stage(op));
     }
 
     fn on_failure(&mut self, id: EffectId, mut flight: InFlight, failure: EffectFailure, now: Instant) {
@@ -521,76 +765,93 @@ impl Filesystem {
         let err = errno_for(&failure);
         match flight.purpose {
             Purpose::ListPage { dir } => self.fail_listing(dir, err),
-            Purpose::Fetch { ino, range } => {
-                // The file is in the listing, so missing bytes are an I/O error, not ENOENT.
-                let err = if err.errno == Errno::NoEnt {
-                    FsError::new(Errno::Io, "content_missing", err.detail)
-                } else {
-                    err
-                };
-                self.forget_fetch(ino, id);
-                let parked = self.parked_reads.remove(&ino).unwrap_or_default();
-                let (failed, kept): (Vec<_>, Vec<_>) =
-                    parked.into_iter().partition(|p| p.range.start < range.end && range.start < p.range.end);
-                for p in failed {
-                    self.fail(p.req, err.clone());
-                }
-                if !kept.is_empty() {
-                    self.parked_reads.insert(ino, kept);
-                }
-            }
+            Purpose::Fetch { ino, range } => self.fail_fetch(id, ino, range, err),
+            Purpose::Stage { ino, req, kind } => self.on_staged(ino, req, kind, Err(err), now),
+            Purpose::Upload { ino, generation } => self.on_upload_failed(ino, generation, err, now),
+            Purpose::Commit => self.on_commit_failed(err, now),
+            Purpose::Poll => self.on_poll(Err(err.to_string()), now),
+            Purpose::Scan { dir } => self.fail_scan(dir, err),
         }
     }
 
     // ---- helpers -------------------------------------------------------------------------
 
-    fn check_dir(&self, ino: Ino) -> Result<(), FsError> {
+    pub(crate) fn check_dir(&self, ino: Ino) -> Result<(), FsError> {
         match self.inodes.get(ino).map(|n| &n.kind) {
             None => Err(FsError::not_found()),
-            Some(NodeKind::File { .. }) => Err(FsError::new(Errno::NotDir, "not_a_directory", "")),
             Some(NodeKind::Dir) => Ok(()),
+            Some(_) => Err(FsError::new(Errno::NotDir, "not_a_directory", "")),
         }
     }
 
-    fn attr(&self, ino: Ino) -> Option<Attr> {
+    pub(crate) fn read_only_error(&self) -> FsError {
+        let detail = match self.cfg.source {
+            Source::Repo { .. } => "repo mounts are read-only",
+            Source::Bucket { .. } => "this bucket is mounted --read-only",
+        };
+        FsError::new(Errno::RoFs, "read_only", detail)
+    }
+
+    pub(crate) fn attr(&self, ino: Ino) -> Option<Attr> {
         let node = self.inodes.get(ino)?;
+        let writable = self.cfg.writes.mode != WriteMode::ReadOnly;
         let (kind, size, perm, nlink) = match &node.kind {
-            NodeKind::Dir => (FileKind::Directory, 0, 0o555, 2),
-            NodeKind::File { size, .. } => (FileKind::RegularFile, *size, 0o444, 1),
+            NodeKind::Dir => (FileKind::Directory, 0, if writable { 0o755 } else { 0o555 }, 2),
+            NodeKind::File { size, .. } => (FileKind::RegularFile, *size, if writable { 0o644 } else { 0o444 }, 1),
+            NodeKind::Symlink { target } => (FileKind::Symlink, target.len() as u64, 0o777, 1),
         };
         Some(Attr {
             ino,
             size,
             kind,
-            perm,
+            perm: node.meta.perm.unwrap_or(perm),
             nlink,
-            uid: self.cfg.uid,
-            gid: self.cfg.gid,
-            mtime_secs: self.cfg.mtime_secs,
+            uid: node.meta.uid.unwrap_or(self.cfg.uid),
+            gid: node.meta.gid.unwrap_or(self.cfg.gid),
+            mtime_secs: node.meta.mtime_secs.unwrap_or(self.cfg.mtime_secs),
         })
     }
 
-    fn reply(&mut self, id: RequestId, reply: Reply) {
+    pub(crate) fn reply(&mut self, id: RequestId, reply: Reply) {
         self.replies.push_back((id, reply));
     }
 
-    fn reply_data(&mut self, id: RequestId, data: Bytes) {
+    pub(crate) fn reply_data(&mut self, id: RequestId, data: Bytes) {
         self.stats.bytes_read += data.len() as u64;
         self.reply(id, Reply::Data(data));
     }
 
-    fn fail(&mut self, id: RequestId, err: FsError) {
+    pub(crate) fn fail(&mut self, id: RequestId, err: FsError) {
         self.reply(id, Reply::Error(err));
+    }
+
+    pub(crate) fn log(&mut self, level: LogLevel, line: String) {
+        self.logs.push_back((level, line));
+    }
+
+    /// Wall-clock milliseconds at `now` (the runtime's origin is `cfg.wall_ms_at_zero`).
+    pub(crate) fn wall_ms(&self, now: Instant) -> i64 {
+        self.cfg.wall_ms_at_zero + (now.as_nanos() / 1_000_000) as i64
     }
 }
 
-enum CompletionData {
-    Page((Vec<hub::TreeEntry>, Option<String>)),
-    Bytes(Vec<Bytes>),
+fn bad_response(status: u16, e: String) -> FsError {
+    FsError::new(Errno::Io, "bad_hub_response", format!("HTTP {status}: {e}"))
+}
+
+fn unexpected(c: &Completion) -> FsError {
+    let kind = match c {
+        Completion::Http(_) => "an HTTP response",
+        Completion::Bytes(_) => "bytes",
+        Completion::Done => "done",
+        Completion::Uploaded { .. } => "an upload",
+        Completion::Failed(_) => "a failure",
+    };
+    FsError::new(Errno::Io, "internal", format!("effect completed with {kind}"))
 }
 
 /// The name of `path` inside directory `dir_path`, if it is a direct child.
-fn child_name<'a>(dir_path: &str, path: &'a str) -> Option<&'a str> {
+pub(crate) fn child_name<'a>(dir_path: &str, path: &'a str) -> Option<&'a str> {
     let rest = if dir_path.is_empty() { path } else { path.strip_prefix(dir_path)?.strip_prefix('/')? };
     let ok = !rest.is_empty() && !rest.contains('/') && rest != "." && rest != ".." && !rest.contains('\0');
     ok.then_some(rest)
@@ -622,7 +883,7 @@ fn subtract(range: Range<u64>, holes: &[Range<u64>]) -> Vec<Range<u64>> {
 }
 
 /// Map a final (no more retries) failure to what the user sees.
-fn errno_for(f: &EffectFailure) -> FsError {
+pub(crate) fn errno_for(f: &EffectFailure) -> FsError {
     let detail = match f.status {
         Some(s) => format!("HTTP {s}: {}", f.message),
         None => f.message.clone(),
@@ -637,89 +898,13 @@ fn errno_for(f: &EffectFailure) -> FsError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subtract_ranges() {
-        assert_eq!(subtract(0..10, &[2..4, 6..7]), vec![0..2, 4..6, 7..10]);
-        assert_eq!(subtract(0..10, std::slice::from_ref(&(0..10))), Vec::<Range<u64>>::new());
-        assert_eq!(subtract(5..10, &[0..6, 9..20]), vec![6..9]);
-    }
-
-    fn fs() -> Filesystem {
-        Filesystem::new(MountConfig {
-            urls: hub::HubUrls::new("http://hub"),
-            repo: hub::RepoRef { kind: hub::RepoKind::Model, id: "a/b".into() },
-            commit: "0".repeat(40),
-            subfolder: String::new(),
-            uid: 7,
-            gid: 8,
-            metadata_ttl: std::time::Duration::from_secs(1),
-            mtime_secs: 0,
-            policy: crate::config::ReadPolicy::default(),
-        })
-    }
-
-    fn answer(fs: &mut Filesystem, req: Request) -> Reply {
-        fs.handle_request(RequestId(1), req, Instant::ZERO);
-        let (id, reply) = fs.poll_reply().expect("answered without any IO");
-        assert_eq!(id, RequestId(1));
-        reply
-    }
-
-    fn errno(reply: Reply) -> Errno {
-        match reply {
-            Reply::Error(e) => e.errno,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn writes_are_read_only_and_local_answers_need_no_io() {
-        let mut fs = fs();
-        assert_eq!(errno(answer(&mut fs, Request::Modify { op: "mkdir" })), Errno::RoFs);
-        assert_eq!(errno(answer(&mut fs, Request::Access { ino: ROOT_INO, write: true })), Errno::RoFs);
-        assert_eq!(answer(&mut fs, Request::Access { ino: ROOT_INO, write: false }), Reply::Empty);
-        assert_eq!(answer(&mut fs, Request::Flush { ino: ROOT_INO, fh: 1 }), Reply::Empty);
-        assert_eq!(errno(answer(&mut fs, Request::GetAttr { ino: 99 })), Errno::NoEnt);
-        assert_eq!(errno(answer(&mut fs, Request::Open { ino: ROOT_INO, write: false })), Errno::IsDir);
-        assert_eq!(errno(answer(&mut fs, Request::Read { ino: ROOT_INO, fh: None, offset: 0, size: 1 })), Errno::IsDir);
-        match answer(&mut fs, Request::GetAttr { ino: ROOT_INO }) {
-            Reply::Attr { attr, .. } => {
-                assert_eq!((attr.kind, attr.perm, attr.uid, attr.gid), (FileKind::Directory, 0o555, 7, 8))
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(fs.poll_effect().is_none(), "none of these needs the Hub");
-    }
-
-    #[test]
-    fn lookup_waits_for_the_listing_then_answers() {
-        let mut fs = fs();
-        fs.handle_request(RequestId(1), Request::Lookup { parent: ROOT_INO, name: "f".into() }, Instant::ZERO);
-        fs.handle_request(RequestId(2), Request::Lookup { parent: ROOT_INO, name: "nope".into() }, Instant::ZERO);
-        assert!(fs.poll_reply().is_none());
-        let (eid, effect) = fs.poll_effect().expect("one listing fetch");
-        assert_eq!(
-            effect,
-            Effect::HubGet { url: format!("http://hub/api/models/a/b/tree/{}?limit=1000", "0".repeat(40)) }
-        );
-        assert!(fs.poll_effect().is_none(), "the second lookup shares the first fetch");
-        let body = br#"[{"type":"file","oid":"x","size":3,"path":"f"}]"#;
-        let page = crate::effect::HttpResponse { status: 200, headers: vec![], body: Bytes::from_static(body) };
-        fs.handle_completion(eid, Completion::Http(page), Instant::ZERO);
-        assert!(matches!(fs.poll_reply(), Some((RequestId(1), Reply::Entry { attr, .. })) if attr.size == 3));
-        assert!(matches!(fs.poll_reply(), Some((RequestId(2), Reply::Error(e))) if e.errno == Errno::NoEnt));
-    }
-
-    #[test]
-    fn child_names() {
-        assert_eq!(child_name("", "a.txt"), Some("a.txt"));
-        assert_eq!(child_name("d", "d/a"), Some("a"));
-        assert_eq!(child_name("d", "d/a/b"), None);
-        assert_eq!(child_name("d", "dx/a"), None);
-        assert_eq!(child_name("", ".."), None);
+/// Which tree-entry kinds become which node kinds.
+pub(crate) fn node_kind(entry: &hub::TreeEntry) -> NodeKind {
+    match &entry.kind {
+        TreeEntryKind::Directory => NodeKind::Dir,
+        TreeEntryKind::File { size, source } => NodeKind::File { size: *size, source: source.clone() },
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -167,6 +167,31 @@ impl HubUrls {
         format!("{}/api/{}/{}/xet-read-token/{}", self.endpoint, repo.kind.api_segment(), repo.id, encode_segment(rev))
     }
 
+    pub fn bucket_info(&self, bucket: &str) -> String {
+        format!("{}/api/buckets/{bucket}", self.endpoint)
+    }
+
+    /// Tree listing of bucket folder `dir` ("" = root), first page. The Hub matches `dir` as a
+    /// raw key prefix, so callers keep only strict descendants of `dir/`.
+    pub fn bucket_tree(&self, bucket: &str, dir: &str, recursive: bool, limit: u32) -> String {
+        let mut url = format!("{}/api/buckets/{bucket}/tree", self.endpoint);
+        if !dir.is_empty() {
+            url.push('/');
+            url.push_str(&encode_path(dir));
+        }
+        url.push_str(&format!("?recursive={recursive}&limit={limit}"));
+        url
+    }
+
+    pub fn bucket_batch(&self, bucket: &str) -> String {
+        format!("{}/api/buckets/{bucket}/batch", self.endpoint)
+    }
+
+    pub fn bucket_xet_token(&self, bucket: &str, write: bool) -> String {
+        let kind = if write { "write" } else { "read" };
+        format!("{}/api/buckets/{bucket}/xet-{kind}-token", self.endpoint)
+    }
+
     /// A server-provided URL (pagination) may only be followed if it stays on our endpoint:
     /// otherwise the bearer token would leak to another origin.
     pub fn is_same_origin(&self, url: &str) -> bool {
@@ -222,6 +247,8 @@ pub struct TreeEntry {
     /// Full path from the repo root.
     pub path: String,
     pub kind: TreeEntryKind,
+    /// Client-set modification time (bucket files), seconds since the epoch.
+    pub mtime_secs: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +266,7 @@ struct RawTreeEntry {
     lfs: Option<RawLfs>,
     #[serde(rename = "xetHash")]
     xet_hash: Option<String>,
+    mtime: Option<String>,
 }
 
 fn is_xet_hash(s: &str) -> bool {
@@ -273,7 +301,8 @@ pub fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>, String> {
             }
             _ => continue,
         };
-        out.push(TreeEntry { path: e.path, kind });
+        let mtime_secs = e.mtime.as_deref().and_then(parse_rfc3339);
+        out.push(TreeEntry { path: e.path, kind, mtime_secs });
     }
     Ok(out)
 }
@@ -293,6 +322,51 @@ pub fn next_link(link_header: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// `updatedAt` of a bucket info object: the token the poll compares (exact string).
+pub fn parse_bucket_updated_at(body: &[u8]) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(rename = "updatedAt")]
+        updated_at: Option<String>,
+    }
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("malformed bucket info: {e}"))?;
+    match raw.updated_at {
+        Some(u) if parse_rfc3339(&u).is_some() => Ok(u),
+        Some(u) => Err(format!("bucket info has an invalid updatedAt {u:?}")),
+        None => Err("bucket info has no updatedAt".to_string()),
+    }
+}
+
+/// Hash of the empty file, as xet clients send it (no CAS object backs it).
+pub const EMPTY_FILE_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One line of a bucket batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchOp {
+    Add { path: String, xet_hash: String, mtime_ms: i64 },
+    Delete { path: String },
+}
+
+/// The NDJSON body of `POST /api/buckets/{id}/batch`: every add before every delete, as the
+/// Hub requires.
+pub fn batch_body(ops: &[BatchOp]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for op in ops.iter().filter(|o| matches!(o, BatchOp::Add { .. })) {
+        if let BatchOp::Add { path, xet_hash, mtime_ms } = op {
+            let line = serde_json::json!({ "type": "addFile", "path": path, "xetHash": xet_hash, "mtime": mtime_ms });
+            out.extend_from_slice(line.to_string().as_bytes());
+            out.push(b'\n');
+        }
+    }
+    for op in ops {
+        if let BatchOp::Delete { path } = op {
+            out.extend_from_slice(serde_json::json!({ "type": "deleteFile", "path": path }).to_string().as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
 }
 
 /// A CAS access token from the xet token endpoints.
@@ -410,6 +484,35 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_bodies_put_adds_first() {
+        let ops = [
+            BatchOp::Delete { path: "old".into() },
+            BatchOp::Add { path: "a b/ü".into(), xet_hash: "h".into(), mtime_ms: 5 },
+        ];
+        let body = String::from_utf8(batch_body(&ops)).unwrap();
+        assert_eq!(
+            body,
+            "{\"mtime\":5,\"path\":\"a b/ü\",\"type\":\"addFile\",\"xetHash\":\"h\"}\n{\"path\":\"old\",\"type\":\"deleteFile\"}\n"
+        );
+    }
+
+    #[test]
+    fn bucket_urls_and_info() {
+        let u = HubUrls::new("http://h/");
+        assert_eq!(
+            u.bucket_tree("n/b", "a b/c", false, 5),
+            "http://h/api/buckets/n/b/tree/a%20b/c?recursive=false&limit=5"
+        );
+        assert_eq!(u.bucket_tree("n/b", "", true, 5), "http://h/api/buckets/n/b/tree?recursive=true&limit=5");
+        assert_eq!(
+            parse_bucket_updated_at(br#"{"updatedAt":"2026-01-01T00:00:00.123Z"}"#).unwrap(),
+            "2026-01-01T00:00:00.123Z"
+        );
+        assert!(parse_bucket_updated_at(b"{}").is_err());
+        assert!(parse_bucket_updated_at(br#"{"updatedAt":"yesterday"}"#).is_err());
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -3,6 +3,7 @@
 //! Requests, effect completions and `now` go in; replies, effects, kernel notifications and the
 //! next timeout come out. Nothing in this crate performs IO, reads a clock, spawns or sleeps.
 
+pub mod commits;
 pub mod config;
 pub mod effect;
 pub mod error;
@@ -10,16 +11,19 @@ pub mod fs;
 pub mod hub;
 pub mod inode;
 pub mod listing;
+mod namespace;
 pub mod prefetch;
 pub mod readcache;
+mod refresh;
 pub mod request;
 pub mod retry;
 pub mod time;
+mod writes;
 
 pub use config::MountConfig;
-pub use effect::{Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse};
+pub use effect::{Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, StageOp, UploadSource};
 pub use error::{Errno, FsError};
 pub use fs::Filesystem;
 pub use inode::{Ino, ROOT_INO};
-pub use request::{Attr, DirEntry, FileKind, KernelNotify, Reply, Request, RequestId, StatFs};
+pub use request::{Attr, DirEntry, FileKind, KernelNotify, Reply, Request, RequestId, SetAttr, StatFs};
 pub use time::Instant;

@@ -1,36 +1,62 @@
-//! Directory listings: fetched once per directory, page by page, then served to lookup, getattr
-//! and readdir(plus) with no per-file request. Requests that need a listing still in flight wait
-//! here until its last page arrives.
+//! Directory listings: fetched page by page, then served to lookup, getattr and readdir(plus)
+//! with no per-file request. Requests that need a listing still in flight wait here until its
+//! last page arrives. A listing remembers when it was loaded, so a mutable source (a bucket)
+//! can be re-listed after its TTL while the old children keep serving the local view.
+//!
+//! Children carry stable readdir cookies (2, 3, ...; 0 and 1 are `.` and `..`): removing an
+//! entry never shifts the others, so a reader that deletes as it goes skips nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use hashbrown::HashMap;
 
 use crate::inode::Ino;
 use crate::request::RequestId;
+use crate::time::Instant;
+
+/// First cookie of a child entry.
+pub const FIRST_COOKIE: u64 = 2;
 
 /// A request parked until a directory's listing is complete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Waiter {
-    Lookup { req: RequestId, name: String },
-    ReadDir { req: RequestId, offset: u64, plus: bool },
+    Lookup {
+        req: RequestId,
+        name: String,
+    },
+    ReadDir {
+        req: RequestId,
+        offset: u64,
+        plus: bool,
+    },
+    /// Any other request, handled again from the start once the listing is in.
+    Retry {
+        req: RequestId,
+    },
 }
 
-#[derive(Debug)]
-enum State {
-    Loading { children: Vec<Ino> },
-    Loaded { children: Vec<Ino> },
+#[derive(Debug, Default)]
+struct Dir {
+    children: BTreeMap<u64, Ino>,
+    next_cookie: u64,
+    /// `None` until the first listing completed.
+    loaded_at: Option<Instant>,
+    /// Children of a listing in progress.
+    fetching: Option<Vec<Ino>>,
+    waiters: Vec<Waiter>,
 }
 
 #[derive(Default)]
 pub struct Listings {
-    dirs: HashMap<Ino, State>,
-    waiters: HashMap<Ino, Vec<Waiter>>,
+    dirs: HashMap<Ino, Dir>,
 }
 
 /// What the caller must do after asking for a directory.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Need<'a> {
-    /// The listing is complete: serve from these children, in listing order.
-    Ready(&'a [Ino]),
+pub enum Need {
+    /// The listing is loaded and fresh: serve from `children`.
+    Ready,
     /// The first page must be requested now (the request was parked).
     StartFetch,
     /// A fetch is already in flight (the request was parked).
@@ -38,58 +64,132 @@ pub enum Need<'a> {
 }
 
 impl Listings {
-    /// Children of `dir` if its listing is complete; otherwise park `waiter`.
-    pub fn need(&mut self, dir: Ino, waiter: Waiter) -> Need<'_> {
-        let loading = match self.dirs.get(&dir) {
-            Some(State::Loaded { .. }) => None,
-            Some(State::Loading { .. }) => Some(true),
-            None => Some(false),
-        };
-        match loading {
-            None => Need::Ready(self.children(dir).unwrap_or_default()),
-            Some(already) => {
-                self.waiters.entry(dir).or_default().push(waiter);
-                if already {
-                    Need::Wait
-                } else {
-                    self.dirs.insert(dir, State::Loading { children: Vec::new() });
-                    Need::StartFetch
-                }
-            }
+    /// Is `dir` loaded and younger than `ttl` (`None` = never stale)?
+    pub fn is_fresh(&self, dir: Ino, now: Instant, ttl: Option<Duration>) -> bool {
+        match self.dirs.get(&dir).and_then(|d| d.loaded_at) {
+            None => false,
+            // A listing is always fresh for the instant it completed in, so the requests it
+            // wakes are served even with a zero TTL.
+            Some(at) => ttl.is_none_or(|ttl| {
+                let age = now.saturating_duration_since(at);
+                age < ttl || age.is_zero()
+            }),
         }
     }
 
-    pub fn children(&self, dir: Ino) -> Option<&[Ino]> {
-        match self.dirs.get(&dir) {
-            Some(State::Loaded { children }) => Some(children),
-            _ => None,
+    /// Ready if fresh; otherwise park `waiter` and say whether a fetch must start.
+    pub fn need(&mut self, dir: Ino, waiter: Waiter, now: Instant, ttl: Option<Duration>) -> Need {
+        if self.is_fresh(dir, now, ttl) {
+            return Need::Ready;
         }
+        let d = self.dirs.entry(dir).or_default();
+        d.waiters.push(waiter);
+        if d.fetching.is_some() {
+            Need::Wait
+        } else {
+            d.fetching = Some(Vec::new());
+            Need::StartFetch
+        }
+    }
+
+    /// Start a background re-listing of a loaded directory; false if one is running.
+    pub fn start_refresh(&mut self, dir: Ino) -> bool {
+        let d = self.dirs.entry(dir).or_default();
+        if d.fetching.is_some() {
+            return false;
+        }
+        d.fetching = Some(Vec::new());
+        true
+    }
+
+    /// Loaded directories (candidates for a poll's re-listing).
+    pub fn loaded(&self) -> Vec<Ino> {
+        self.dirs.iter().filter(|(_, d)| d.loaded_at.is_some()).map(|(ino, _)| *ino).collect()
+    }
+
+    pub fn is_loaded(&self, dir: Ino) -> bool {
+        self.dirs.get(&dir).is_some_and(|d| d.loaded_at.is_some())
+    }
+
+    /// Children in cookie order.
+    pub fn children(&self, dir: Ino) -> Vec<(u64, Ino)> {
+        self.dirs.get(&dir).map(|d| d.children.iter().map(|(c, i)| (*c, *i)).collect()).unwrap_or_default()
+    }
+
+    pub fn child_count(&self, dir: Ino) -> usize {
+        self.dirs.get(&dir).map_or(0, |d| d.children.len())
     }
 
     /// Append one page's children (already inserted in the inode table).
     pub fn add_page(&mut self, dir: Ino, inos: impl IntoIterator<Item = Ino>) {
-        if let Some(State::Loading { children }) = self.dirs.get_mut(&dir) {
-            for ino in inos {
-                if !children.contains(&ino) {
-                    children.push(ino);
-                }
+        if let Some(fetching) = self.dirs.get_mut(&dir).and_then(|d| d.fetching.as_mut()) {
+            fetching.extend(inos);
+        }
+    }
+
+    /// The last page arrived: returns what it listed; the caller merges and calls `set_loaded`.
+    pub fn take_fetched(&mut self, dir: Ino) -> Vec<Ino> {
+        self.dirs.get_mut(&dir).and_then(|d| d.fetching.take()).unwrap_or_default()
+    }
+
+    /// Install `children` (kept in their old cookie order, new ones appended) as the loaded
+    /// listing and return the parked requests.
+    pub fn set_loaded(&mut self, dir: Ino, children: &[Ino], now: Instant) -> Vec<Waiter> {
+        let d = self.dirs.entry(dir).or_default();
+        let keep: hashbrown::HashSet<Ino> = children.iter().copied().collect();
+        d.children.retain(|_, ino| keep.contains(ino));
+        let present: hashbrown::HashSet<Ino> = d.children.values().copied().collect();
+        d.next_cookie = d.next_cookie.max(FIRST_COOKIE);
+        for ino in children {
+            if !present.contains(ino) {
+                d.children.insert(d.next_cookie, *ino);
+                d.next_cookie += 1;
+            }
+        }
+        d.loaded_at = Some(now);
+        std::mem::take(&mut d.waiters)
+    }
+
+    /// A directory created in the mount: loaded, empty, never fetched.
+    pub fn set_empty(&mut self, dir: Ino, now: Instant) {
+        self.set_loaded(dir, &[], now);
+    }
+
+    /// Add a child to a loaded (or loading) listing.
+    pub fn add_child(&mut self, dir: Ino, ino: Ino) {
+        if let Some(d) = self.dirs.get_mut(&dir) {
+            if !d.children.values().any(|i| *i == ino) {
+                d.next_cookie = d.next_cookie.max(FIRST_COOKIE);
+                d.children.insert(d.next_cookie, ino);
+                d.next_cookie += 1;
             }
         }
     }
 
-    /// The last page arrived: the listing is complete; returns the parked requests.
-    pub fn finish(&mut self, dir: Ino) -> Vec<Waiter> {
-        if let Some(State::Loading { children }) = self.dirs.remove(&dir) {
-            self.dirs.insert(dir, State::Loaded { children });
+    pub fn remove_child(&mut self, dir: Ino, ino: Ino) {
+        if let Some(d) = self.dirs.get_mut(&dir) {
+            d.children.retain(|_, i| *i != ino);
+            if let Some(f) = d.fetching.as_mut() {
+                f.retain(|i| *i != ino);
+            }
         }
-        self.waiters.remove(&dir).unwrap_or_default()
     }
 
-    /// The listing failed: forget the partial state (the next access retries) and return the
+    /// Forget a directory's listing (it was removed).
+    pub fn drop_dir(&mut self, dir: Ino) -> Vec<Waiter> {
+        self.dirs.remove(&dir).map(|d| d.waiters).unwrap_or_default()
+    }
+
+    /// The listing failed: forget the partial fetch (the next access retries) and return the
     /// parked requests so they can be failed.
     pub fn fail(&mut self, dir: Ino) -> Vec<Waiter> {
-        self.dirs.remove(&dir);
-        self.waiters.remove(&dir).unwrap_or_default()
+        match self.dirs.get_mut(&dir) {
+            Some(d) => {
+                d.fetching = None;
+                std::mem::take(&mut d.waiters)
+            }
+            None => Vec::new(),
+        }
     }
 }
 
@@ -101,21 +201,40 @@ mod tests {
     fn one_fetch_many_waiters() {
         let mut l = Listings::default();
         let w = |n| Waiter::Lookup { req: RequestId(n), name: "x".into() };
-        assert_eq!(l.need(1, w(1)), Need::StartFetch);
-        assert_eq!(l.need(1, w(2)), Need::Wait);
+        let now = Instant::ZERO;
+        assert_eq!(l.need(1, w(1), now, None), Need::StartFetch);
+        assert_eq!(l.need(1, w(2), now, None), Need::Wait);
         l.add_page(1, [5, 6]);
-        l.add_page(1, [6, 7]);
-        assert_eq!(l.finish(1), vec![w(1), w(2)]);
-        assert_eq!(l.need(1, w(3)), Need::Ready(&[5, 6, 7]));
-        assert_eq!(l.children(1), Some(&[5u64, 6, 7][..]));
+        l.add_page(1, [7]);
+        let fetched = l.take_fetched(1);
+        assert_eq!(l.set_loaded(1, &fetched, now), vec![w(1), w(2)]);
+        assert_eq!(l.need(1, w(3), now, None), Need::Ready);
+        assert_eq!(l.children(1), vec![(2, 5), (3, 6), (4, 7)]);
     }
 
     #[test]
-    fn failure_resets() {
+    fn cookies_are_stable_across_removal_and_refresh() {
+        let mut l = Listings::default();
+        l.set_loaded(1, &[5, 6, 7], Instant::ZERO);
+        l.remove_child(1, 6);
+        assert_eq!(l.children(1), vec![(2, 5), (4, 7)]);
+        l.add_child(1, 8);
+        assert_eq!(l.children(1), vec![(2, 5), (4, 7), (5, 8)]);
+        l.set_loaded(1, &[7, 9, 5], Instant::ZERO);
+        assert_eq!(l.children(1), vec![(2, 5), (4, 7), (6, 9)]);
+    }
+
+    #[test]
+    fn ttl_and_failure() {
         let mut l = Listings::default();
         let w = Waiter::ReadDir { req: RequestId(1), offset: 0, plus: false };
-        assert_eq!(l.need(1, w.clone()), Need::StartFetch);
+        let ttl = Some(Duration::from_secs(10));
+        assert_eq!(l.need(1, w.clone(), Instant::ZERO, ttl), Need::StartFetch);
         assert_eq!(l.fail(1), vec![w.clone()]);
-        assert_eq!(l.need(1, w), Need::StartFetch);
+        assert_eq!(l.need(1, w.clone(), Instant::ZERO, ttl), Need::StartFetch);
+        l.take_fetched(1);
+        l.set_loaded(1, &[], Instant::ZERO);
+        assert!(l.is_fresh(1, Instant::from_nanos(9_000_000_000), ttl));
+        assert_eq!(l.need(1, w, Instant::from_nanos(10_000_000_000), ttl), Need::StartFetch);
     }
 }

@@ -125,6 +125,16 @@ impl ReadCache {
         }
     }
 
+    /// Forget everything cached for `ino` (its content changed).
+    pub fn invalidate(&mut self, ino: Ino) {
+        if let Some(segs) = self.files.remove(&ino) {
+            for (start, seg) in segs {
+                self.lru.remove(&(seg.last_use, ino, start));
+                self.bytes -= seg.data.len() as u64;
+            }
+        }
+    }
+
     /// Drop least-recently-used segments until the cache fits its budget.
     pub fn evict(&mut self) {
         while self.bytes > self.budget {

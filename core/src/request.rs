@@ -33,10 +33,11 @@ pub enum Request {
         offset: u64,
         plus: bool,
     },
-    /// `write` is true when the open asks for write access or truncation.
+    /// `write`: the open asks for write access; `truncate`: `O_TRUNC`.
     Open {
         ino: Ino,
         write: bool,
+        truncate: bool,
     },
     Read {
         ino: Ino,
@@ -44,13 +45,23 @@ pub enum Request {
         offset: u64,
         size: u32,
     },
+    Write {
+        ino: Ino,
+        fh: Option<u64>,
+        offset: u64,
+        data: Bytes,
+    },
     Release {
         fh: u64,
     },
-    /// `flush` on close and `fsync`: make what was written through `fh` durable.
+    /// `close()` of a descriptor (FUSE flush).
     Flush {
         ino: Ino,
         fh: u64,
+    },
+    /// `fsync`: answered once what was written is durable in the bucket (or failed).
+    Fsync {
+        ino: Ino,
     },
     /// May the caller access `ino`, for writing when `write`?
     Access {
@@ -61,17 +72,90 @@ pub enum Request {
         ino: Ino,
     },
     StatFs,
-    /// Any request that would modify the tree or a file (write, setattr, create, mkdir, unlink,
-    /// rmdir, rename, symlink, link, mknod, xattr writes).
-    Modify {
+    /// A new regular file, opened for writing.
+    Create {
+        parent: Ino,
+        name: String,
+        mode: u16,
+    },
+    Mkdir {
+        parent: Ino,
+        name: String,
+        mode: u16,
+    },
+    Unlink {
+        parent: Ino,
+        name: String,
+    },
+    Rmdir {
+        parent: Ino,
+        name: String,
+    },
+    Rename {
+        parent: Ino,
+        name: String,
+        new_parent: Ino,
+        new_name: String,
+        /// `RENAME_NOREPLACE`.
+        no_replace: bool,
+    },
+    Symlink {
+        parent: Ino,
+        name: String,
+        target: String,
+    },
+    /// A second name for a file: a server-side copy (buckets have no hard links).
+    Link {
+        ino: Ino,
+        new_parent: Ino,
+        new_name: String,
+    },
+    SetAttr {
+        ino: Ino,
+        set: SetAttr,
+    },
+    /// A modifying request core does not support (mknod, xattr writes, `RENAME_EXCHANGE`...).
+    Unsupported {
         op: &'static str,
     },
+}
+
+impl Request {
+    /// Would this request change the tree or a file?
+    pub fn is_modifying(&self) -> bool {
+        match self {
+            Request::Open { write, truncate, .. } => *write || *truncate,
+            Request::Write { .. }
+            | Request::Create { .. }
+            | Request::Mkdir { .. }
+            | Request::Unlink { .. }
+            | Request::Rmdir { .. }
+            | Request::Rename { .. }
+            | Request::Symlink { .. }
+            | Request::Link { .. }
+            | Request::SetAttr { .. }
+            | Request::Unsupported { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The attribute changes of a setattr; `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    pub mode: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Seconds since the epoch.
+    pub mtime_secs: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
     Directory,
     RegularFile,
+    Symlink,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +202,8 @@ pub enum Reply {
     Attr { attr: Attr, ttl: Duration },
     Dir { entries: Vec<DirEntry>, ttl: Duration },
     Open { fh: u64, keep_cache: bool },
+    Created { attr: Attr, ttl: Duration, fh: u64 },
+    Written { size: u32 },
     Data(Bytes),
     Empty,
     StatFs(StatFs),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hfm_core::config::ReadPolicy;
+use hfm_core::config::{ReadPolicy, Source, WritePolicy};
 use hfm_core::hub::{HubUrls, RepoKind, RepoRef};
 use hfm_core::{
     Completion, Effect, EffectFailure, EffectId, FailureKind, Filesystem, HttpResponse, Instant, MountConfig, Reply,
@@ -178,6 +178,7 @@ impl SimHub {
                 }
                 _ => Completion::Failed(EffectFailure::new(FailureKind::NotFound, Some(404), "unknown xet hash")),
             },
+            other => panic!("a read-only repo mount asked for {other:?}"),
         }
     }
 }
@@ -198,14 +199,16 @@ fn run(seed: u64) {
     let policy = ReadPolicy { cache_bytes: 1 << 20 | rng.below(8 << 20), ..ReadPolicy::default() };
     let cfg = MountConfig {
         urls,
-        repo,
-        commit,
+        source: Source::Repo { repo, commit },
         subfolder: String::new(),
         uid: 1,
         gid: 1,
         metadata_ttl: Duration::from_secs(1),
         mtime_secs: 0,
         policy,
+        writes: WritePolicy::default(),
+        wall_ms_at_zero: 0,
+        poll_interval: None,
     };
     let mut fs = Filesystem::new(cfg);
     let mut now = Instant::ZERO;

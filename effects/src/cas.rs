@@ -31,9 +31,15 @@ pub struct CasReader {
     session: Mutex<Option<Arc<FileDownloadSession>>>,
 }
 
-struct HubTokenRefresher {
+pub(crate) struct HubTokenRefresher {
     hub: HubClient,
     url: String,
+}
+
+impl HubTokenRefresher {
+    pub(crate) fn new(hub: HubClient, url: String) -> Self {
+        HubTokenRefresher { hub, url }
+    }
 }
 
 #[async_trait::async_trait]
@@ -48,7 +54,7 @@ impl TokenRefresher for HubTokenRefresher {
     }
 }
 
-fn fetch_token(hub: &HubClient, url: &str) -> Result<hfm_core::hub::XetToken, EffectFailure> {
+pub(crate) fn fetch_token(hub: &HubClient, url: &str) -> Result<hfm_core::hub::XetToken, EffectFailure> {
     let resp = hub.get(url)?;
     if !(200..300).contains(&resp.status) {
         return Err(hfm_core::hub::failure_from_response(&resp));
@@ -56,7 +62,7 @@ fn fetch_token(hub: &HubClient, url: &str) -> Result<hfm_core::hub::XetToken, Ef
     parse_xet_token(&resp.body).map_err(|e| EffectFailure::new(FailureKind::Permanent, Some(resp.status), e))
 }
 
-fn cas_failure(context: &str, e: impl std::fmt::Display) -> EffectFailure {
+pub(crate) fn cas_failure(context: &str, e: impl std::fmt::Display) -> EffectFailure {
     EffectFailure::new(FailureKind::Transient, None, format!("{context}: {e}"))
 }
 
@@ -129,6 +135,20 @@ impl CasReader {
             .external_run_async_task(task)
             .map_err(|e| cas_failure("xet runtime", e))?
             .map_err(|e| cas_failure(&format!("reading xet file {hash}"), e))
+    }
+
+    /// Download the whole xet file `hash` into `path` (a staging file about to be edited).
+    pub fn download_to(&self, hash: &str, file_size: u64, path: &std::path::Path) -> Result<(), EffectFailure> {
+        let session = self.session()?;
+        let info = XetFileInfo::new(hash.to_string(), file_size);
+        let path = path.to_path_buf();
+        let task = async move { session.download_file(&info, &path).await.map_err(|e| e.to_string()) };
+        self.ctx
+            .runtime
+            .external_run_async_task(task)
+            .map_err(|e| cas_failure("xet runtime", e))?
+            .map_err(|e| cas_failure(&format!("downloading xet file {hash}"), e))?;
+        Ok(())
     }
 
     /// Bytes received from CAS so far (chunk-cache hits excluded): the network cost of reads.

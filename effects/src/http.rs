@@ -8,6 +8,23 @@ use bytes::Bytes;
 use hfm_core::hub::failure_from_response;
 use hfm_core::{EffectFailure, FailureKind, HttpResponse};
 
+fn read_response(
+    mut resp: ureq::http::Response<ureq::Body>,
+    method: &str,
+    url: &str,
+) -> Result<HttpResponse, EffectFailure> {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .collect();
+    let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| {
+        EffectFailure::new(FailureKind::Transient, Some(status), format!("{method} {url}: reading body: {e}"))
+    })?;
+    Ok(HttpResponse { status, headers, body: Bytes::from(body) })
+}
+
 /// Hub responses larger than this are refused (tree pages are a few hundred KiB).
 const MAX_BODY: u64 = 256 << 20;
 
@@ -43,23 +60,25 @@ impl HubClient {
         if let Some(r) = range {
             req = req.header("range", &format!("bytes={}-{}", r.start, r.end - 1));
         }
-        let mut resp =
+        let resp =
             req.call().map_err(|e| EffectFailure::new(FailureKind::Transient, None, format!("GET {url}: {e}")))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
-            .collect();
-        let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| {
-            EffectFailure::new(FailureKind::Transient, Some(status), format!("GET {url}: reading body: {e}"))
-        })?;
-        Ok(HttpResponse { status, headers, body: Bytes::from(body) })
+        read_response(resp, "GET", url)
     }
 
     /// GET a Hub URL; any HTTP status is a success here (core classifies it).
     pub fn get(&self, url: &str) -> Result<HttpResponse, EffectFailure> {
         self.send(url, None)
+    }
+
+    /// POST `body` to a Hub URL; any HTTP status is a success here (core classifies it).
+    pub fn post(&self, url: &str, content_type: &str, body: &[u8]) -> Result<HttpResponse, EffectFailure> {
+        let mut req = self.agent.post(url).header("user-agent", &self.user_agent).header("content-type", content_type);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        let resp =
+            req.send(body).map_err(|e| EffectFailure::new(FailureKind::Transient, None, format!("POST {url}: {e}")))?;
+        read_response(resp, "POST", url)
     }
 
     /// GET `range` of a regular file through its resolve URL.

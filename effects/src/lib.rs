@@ -1,14 +1,18 @@
 //! hfm-effects: executes what core asks for. Hub HTTP with ureq (bytes built and parsed by
-//! `hfm_core::hub`), CAS range reads with the xet-core crates and their disk chunk cache.
+//! `hfm_core::hub`), CAS range reads and uploads with the xet-core crates (and their disk chunk
+//! cache), staging-file IO.
 //!
 //! Every method here is blocking and safe to call from many threads at once; runtimes decide
 //! where it runs. No filesystem policy lives here: failures are classified and handed back.
 
 mod cas;
 mod http;
+mod stage;
+mod upload;
 
 pub use cas::{CacheSettings, CasReader};
 pub use http::HubClient;
+pub use upload::CasWriter;
 
 use hfm_core::{Completion, Effect};
 
@@ -16,6 +20,8 @@ use hfm_core::{Completion, Effect};
 pub struct Executor {
     pub hub: HubClient,
     pub cas: CasReader,
+    /// Present on writable mounts.
+    pub writer: Option<CasWriter>,
 }
 
 impl Executor {
@@ -28,6 +34,16 @@ impl Executor {
             Effect::CasRange { xet_hash, file_size, range } => {
                 self.cas.read_range(xet_hash, *file_size, range.clone()).map(Completion::Bytes)
             }
+            Effect::HubPost { url, content_type, body } => self.hub.post(url, content_type, body).map(Completion::Http),
+            Effect::Stage(op) => stage::execute(op, &self.cas),
+            Effect::Upload(source) => match &self.writer {
+                Some(w) => w.upload(source).map(|(xet_hash, size)| Completion::Uploaded { xet_hash, size }),
+                None => Err(hfm_core::EffectFailure::new(
+                    hfm_core::FailureKind::Permanent,
+                    None,
+                    "this mount has no write access",
+                )),
+            },
         };
         result.unwrap_or_else(Completion::Failed)
     }

@@ -30,6 +30,8 @@ enum Event {
 enum Msg {
     Request(Request, Box<dyn ReplySink>),
     Completion(EffectId, Completion),
+    /// Upload and commit everything unsaved, then signal on the sender (true = all saved).
+    Drain(Duration, std::sync::mpsc::Sender<bool>),
     Shutdown,
 }
 
@@ -73,6 +75,16 @@ impl Runtime {
         Runtime { handle: Handle { tx }, thread: Some(thread) }
     }
 
+    /// Save everything written but not yet committed, waiting at most `limit`; true when
+    /// nothing is left unsaved.
+    pub fn drain(&self, limit: Duration) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.handle.tx.try_send(Msg::Drain(limit, tx)).is_err() {
+            return false;
+        }
+        rx.recv().unwrap_or(false)
+    }
+
     /// Stop the loop and return the core (for its final stats).
     pub fn stop(mut self) -> Option<Filesystem> {
         self.handle.shutdown();
@@ -110,10 +122,20 @@ async fn event_loop(
     let origin = std::time::Instant::now();
     let now = || Instant::from_nanos(origin.elapsed().as_nanos() as u64);
     let mut sinks = SinkMap::default();
+    let mut draining: Option<(Instant, std::sync::mpsc::Sender<bool>)> = None;
     loop {
         drain(&mut fs, &mut sinks, &executor, notifier.as_deref(), &tx);
+        if let Some((deadline, done)) = draining.take() {
+            let saved = !fs.has_unsaved();
+            if saved || now() >= deadline {
+                let _ = done.send(saved);
+            } else {
+                draining = Some((deadline, done));
+            }
+        }
         let recv = async { rx.recv().await.map_or(Event::Closed, Event::Msg) };
-        let event = match fs.poll_timeout() {
+        let wake = [fs.poll_timeout(), draining.as_ref().map(|(d, _)| *d)].into_iter().flatten().min();
+        let event = match wake {
             Some(at) => {
                 let wait = Duration::from_nanos(at.as_nanos().saturating_sub(now().as_nanos()));
                 let timer = async {
@@ -131,6 +153,10 @@ async fn event_loop(
                 fs.handle_request(id, req, now());
             }
             Event::Msg(Msg::Completion(id, c)) => fs.handle_completion(id, c, now()),
+            Event::Msg(Msg::Drain(limit, done)) => {
+                fs.begin_drain(now());
+                draining = Some((now().saturating_add(limit), done));
+            }
             Event::Msg(Msg::Shutdown) | Event::Closed => break,
         }
     }
@@ -161,6 +187,12 @@ fn drain(
     while let Some(n) = fs.poll_notify() {
         if let Some(notifier) = notifier {
             notifier.notify(n);
+        }
+    }
+    while let Some((level, line)) = fs.poll_log() {
+        match level {
+            hfm_core::error::LogLevel::Debug => tracing::debug!("{line}"),
+            hfm_core::error::LogLevel::Warn => tracing::warn!("{line}"),
         }
     }
 }

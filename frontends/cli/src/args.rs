@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "hf-mount-fuse", version, about = "Mount a Hugging Face Hub repo as a local folder (FUSE)")]
+#[command(
+    name = "hf-mount-fuse",
+    version,
+    about = "Mount a Hugging Face Hub repo (read-only) or bucket (read-write) as a local folder (FUSE)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub opts: MountOpts,
@@ -19,6 +23,13 @@ pub enum Cmd {
     /// Mount a model, dataset or space repo read-only.
     Repo {
         /// `NS/NAME`, `datasets/NS/NAME` or `spaces/NS/NAME`, optionally followed by `/SUBFOLDER`.
+        id: String,
+        /// An existing, empty directory.
+        mountpoint: PathBuf,
+    },
+    /// Mount a bucket, read-write unless `--read-only`.
+    Bucket {
+        /// `NS/NAME`, optionally followed by `/PREFIX` (a folder of the bucket).
         id: String,
         /// An existing, empty directory.
         mountpoint: PathBuf,
@@ -60,6 +71,28 @@ pub struct MountOpts {
     /// FUSE worker threads.
     #[arg(long, global = true, default_value_t = 4)]
     pub max_threads: usize,
+    /// Re-check metadata with the Hub on every access (kernel TTL 0; slow, always current).
+    #[arg(long, global = true)]
+    pub metadata_ttl_minimal: bool,
+    /// Seconds between probes of a bucket for remote changes (0 disables the poll).
+    #[arg(long, global = true, default_value_t = 30)]
+    pub poll_interval_secs: u64,
+    /// Mount a bucket read-only.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Bucket writes through a local staging file: random writes, overwrite in place,
+    /// truncate, read-your-writes; uploads debounced and batched.
+    #[arg(long, global = true)]
+    pub advanced_writes: bool,
+    /// Advanced writes: upload a closed file this long after its last write or close.
+    #[arg(long, global = true, default_value_t = 2000)]
+    pub flush_debounce_ms: u64,
+    /// Advanced writes: upload a dirty file at the latest this long after its first change.
+    #[arg(long, global = true, default_value_t = 30_000)]
+    pub flush_max_batch_window_ms: u64,
+    /// On unmount, wait at most this long for unsaved writes to reach the bucket.
+    #[arg(long, global = true, default_value_t = 120)]
+    pub drain_timeout_secs: u64,
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -1,19 +1,20 @@
-//! Mount-time work: token discovery, revision resolution, subfolder check, wiring core, effects,
-//! runtime and the FUSE session together, and the unmount on a signal.
+//! Mount-time work: token discovery, repo revision or bucket resolution, subfolder and write
+//! access checks, wiring core, effects, runtime and the FUSE session together, and the unmount
+//! on a signal followed by a bounded drain of unsaved writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use hfm_core::config::ReadPolicy;
+use hfm_core::config::{ReadPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::hub::{self, HubUrls};
 use hfm_core::{Filesystem, MountConfig};
-use hfm_effects::{CacheSettings, CasReader, Executor, HubClient};
-use hfm_fuse::{Config, FuseAdapter, MountOption, SessionACL};
+use hfm_effects::{CacheSettings, CasReader, CasWriter, Executor, HubClient};
+use hfm_fuse::{Config, FuseAdapter, FuseNotifier, MountOption, SessionACL};
 use hfm_io_smol::Runtime;
 
-use crate::args::{Cli, Cmd};
+use crate::args::{Cli, Cmd, MountOpts};
 
 pub fn block_termination_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a local, zero-initialised sigset_t.
@@ -140,58 +141,145 @@ fn check_mountpoint(p: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
-    let Cmd::Repo { id, mountpoint } = cli.cmd;
-    let o = cli.opts;
-    check_mountpoint(&mountpoint)?;
-    let (repo, subfolder) = hub::parse_repo_arg(&id).map_err(|e| anyhow!(e))?;
-    hub::validate_revision(&o.revision).map_err(|e| anyhow!(e))?;
-    let urls = HubUrls::new(&o.hub_endpoint);
-    let hub = HubClient::new(find_token(o.hf_token), "fuse");
+/// What is being mounted, resolved against the Hub before anything is mounted.
+struct Target {
+    cfg: MountConfig,
+    /// Token URL for CAS reads, and for uploads when writable.
+    read_token_url: String,
+    write_token_url: Option<String>,
+    /// `ns/name@rev` or `bucket ns/name`, for messages and the fs name.
+    label: String,
+}
 
-    let started = std::time::Instant::now();
+fn base_config(o: &MountOpts, urls: &HubUrls, source: Source, subfolder: String, mtime_secs: i64) -> MountConfig {
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let ttl = if o.metadata_ttl_minimal { Duration::ZERO } else { Duration::from_millis(o.metadata_ttl_ms) };
+    MountConfig {
+        urls: urls.clone(),
+        source,
+        subfolder,
+        uid: o.uid.unwrap_or(uid),
+        gid: o.gid.unwrap_or(gid),
+        metadata_ttl: ttl,
+        mtime_secs,
+        policy: ReadPolicy::default(),
+        writes: WritePolicy::default(),
+        wall_ms_at_zero: 0,
+        poll_interval: None,
+    }
+}
+
+fn repo_target(o: &MountOpts, hub: &HubClient, urls: &HubUrls, id: &str) -> Result<Target> {
+    let (repo, subfolder) = hub::parse_repo_arg(id).map_err(|e| anyhow!(e))?;
+    hub::validate_revision(&o.revision).map_err(|e| anyhow!(e))?;
     let resp = hub_get_ok(
-        &hub,
+        hub,
         &urls.revision_info(&repo, &o.revision),
         &format!("resolving {} at {:?}", repo.id, o.revision),
     )?;
     let info = hub::parse_revision_info(&resp.body).map_err(|e| anyhow!("resolving {}: {e}", repo.id))?;
     if !subfolder.is_empty() {
         hub_get_ok(
-            &hub,
+            hub,
             &urls.tree(&repo, &info.sha, &subfolder, 1),
             &format!("subfolder {subfolder:?} of {}", repo.id),
         )?;
     }
+    let repo = hub::RepoRef { kind: repo.kind, id: info.id.clone() };
+    let read_token_url = urls.xet_read_token(&repo, &info.sha);
+    let label = format!("{}@{}", info.id, &info.sha[..12]);
+    let source = Source::Repo { repo, commit: info.sha };
+    let cfg = base_config(o, urls, source, subfolder, info.last_modified.unwrap_or(0));
+    Ok(Target { cfg, read_token_url, write_token_url: None, label })
+}
 
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let cfg = MountConfig {
-        urls: urls.clone(),
-        repo: hub::RepoRef { kind: repo.kind, id: info.id.clone() },
-        commit: info.sha.clone(),
-        subfolder,
-        uid: o.uid.unwrap_or(uid),
-        gid: o.gid.unwrap_or(gid),
-        metadata_ttl: Duration::from_millis(o.metadata_ttl_ms),
-        mtime_secs: info.last_modified.unwrap_or(0),
-        policy: ReadPolicy::default(),
+fn bucket_target(o: &MountOpts, hub: &HubClient, urls: &HubUrls, arg: &str, staging: &Path) -> Result<Target> {
+    let parts: Vec<&str> = arg.trim_matches('/').split('/').collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+        bail!("invalid bucket id {arg:?}: expected NAMESPACE/NAME[/PREFIX]");
+    }
+    let id = format!("{}/{}", parts[0], parts[1]);
+    let subfolder = parts[2..].join("/");
+    let resp = match hub_get_ok(hub, &urls.bucket_info(&id), &format!("bucket {id}")) {
+        Ok(r) => r,
+        Err(e) => {
+            let is_repo = ["models", "datasets", "spaces"]
+                .iter()
+                .any(|k| hub.get(&format!("{}/api/{k}/{id}", urls.endpoint)).is_ok_and(|r| r.status == 200));
+            if is_repo {
+                bail!("{e}; {id} is a repo, mount it with `hf-mount-fuse repo {id} ...`");
+            }
+            return Err(e);
+        }
     };
-    let cache = CacheSettings {
-        dir: (!o.no_disk_cache).then(|| o.cache_dir.unwrap_or_else(default_cache_dir)),
-        size_bytes: o.cache_size,
+    let updated = hub::parse_bucket_updated_at(&resp.body).map_err(|e| anyhow!("bucket {id}: {e}"))?;
+    let mtime = hub::parse_rfc3339(&updated).unwrap_or(0);
+    let read_only = o.read_only;
+    let write_token_url = (!read_only).then(|| urls.bucket_xet_token(&id, true));
+    if let Some(url) = &write_token_url {
+        hub_get_ok(hub, url, &format!("write access to bucket {id} (mount with --read-only to only read)"))?;
+    }
+    let mut cfg = base_config(o, urls, Source::Bucket { id: id.clone() }, subfolder, mtime);
+    cfg.writes = WritePolicy {
+        mode: match (read_only, o.advanced_writes) {
+            (true, _) => WriteMode::ReadOnly,
+            (false, false) => WriteMode::Streaming,
+            (false, true) => WriteMode::Advanced,
+        },
+        flush_debounce: Duration::from_millis(o.flush_debounce_ms),
+        flush_max_batch_window: Duration::from_millis(o.flush_max_batch_window_ms),
+        staging_dir: format!("{}/", staging.display()),
+        ..WritePolicy::default()
     };
-    let token_url = urls.xet_read_token(&cfg.repo, &cfg.commit);
-    let cas = CasReader::new(hub.clone(), token_url, cache).map_err(|e| anyhow!(e))?;
-    let executor = Arc::new(Executor { hub, cas });
-    let runtime = Runtime::start(Filesystem::new(cfg), executor.clone(), None);
+    cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
+    Ok(Target {
+        cfg,
+        read_token_url: urls.bucket_xet_token(&id, false),
+        write_token_url,
+        label: format!("bucket {id}"),
+    })
+}
 
-    let options = vec![
-        MountOption::RO,
-        MountOption::FSName(format!("hf-mount:{}", info.id)),
+pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
+    let o = cli.opts;
+    let (mountpoint, is_bucket) = match &cli.cmd {
+        Cmd::Repo { mountpoint, .. } => (mountpoint.clone(), false),
+        Cmd::Bucket { mountpoint, .. } => (mountpoint.clone(), true),
+    };
+    check_mountpoint(&mountpoint)?;
+    let urls = HubUrls::new(&o.hub_endpoint);
+    let hub = HubClient::new(find_token(o.hf_token.clone()), "fuse");
+    let cache_dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let staging = cache_dir.join(format!("staging-{}", std::process::id()));
+
+    let started = std::time::Instant::now();
+    let mut target = match &cli.cmd {
+        Cmd::Repo { id, .. } => repo_target(&o, &hub, &urls, id)?,
+        Cmd::Bucket { id, .. } => bucket_target(&o, &hub, &urls, id, &staging)?,
+    };
+    let writable = target.cfg.writes.mode != WriteMode::ReadOnly;
+    if writable {
+        std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    }
+    let cache = CacheSettings { dir: (!o.no_disk_cache).then(|| cache_dir.clone()), size_bytes: o.cache_size };
+    let cas = CasReader::new(hub.clone(), target.read_token_url.clone(), cache).map_err(|e| anyhow!(e))?;
+    let writer = match &target.write_token_url {
+        Some(url) => Some(CasWriter::new(hub.clone(), url.clone()).map_err(|e| anyhow!(e))?),
+        None => None,
+    };
+    let executor = Arc::new(Executor { hub, cas, writer });
+    let (notifier, kernel_slot) = FuseNotifier::new();
+    target.cfg.wall_ms_at_zero =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let runtime = Runtime::start(Filesystem::new(target.cfg), executor.clone(), Some(Box::new(notifier)));
+
+    let mut options = vec![
+        MountOption::FSName(format!("hf-mount:{}", target.label.trim_start_matches("bucket "))),
         MountOption::Subtype("hf-mount".into()),
         MountOption::NoAtime,
     ];
+    options.push(if writable { MountOption::RW } else { MountOption::RO });
     // `SessionACL::All` is fuser's `allow_other`.
     let acl = if o.fuse_owner_only { SessionACL::Owner } else { SessionACL::All };
     let mut config = Config::default();
@@ -200,36 +288,55 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     config.n_threads = Some(o.max_threads.max(1));
     let session = fuser::Session::new(FuseAdapter::new(runtime.handle.clone()), &mountpoint, &config)
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
+    let _ = kernel_slot.set(session.notifier());
     let background = session.spawn().context("starting the FUSE session")?;
-    eprintln!(
-        "hf-mount-fuse: mounted {}@{} at {} in {:.0?}",
-        info.id,
-        &info.sha[..12],
-        mountpoint.display(),
-        started.elapsed()
-    );
+    let mode = match (is_bucket, writable) {
+        (false, _) => "",
+        (true, false) => " (read-only)",
+        (true, true) => " (read-write)",
+    };
+    eprintln!("hf-mount-fuse: mounted {}{mode} at {} in {:.0?}", target.label, mountpoint.display(), started.elapsed());
 
     raise_readahead(&mountpoint);
-    let target = mountpoint.clone();
+    let target_path = mountpoint.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         let sig = wait_for_signal(signals);
-        tracing::info!("signal {sig}: unmounting {}", target.display());
-        if let Err(e) = unmount(&target) {
-            eprintln!("hf-mount-fuse: unmount of {} failed: {e}", target.display());
+        tracing::info!("signal {sig}: unmounting {}", target_path.display());
+        if let Err(e) = unmount(&target_path) {
+            eprintln!("hf-mount-fuse: unmount of {} failed: {e}", target_path.display());
         }
     })?;
     background.join().context("FUSE session")?;
+    let mut unsaved = false;
+    if writable {
+        let limit = Duration::from_secs(o.drain_timeout_secs);
+        if !runtime.drain(limit) {
+            unsaved = true;
+            eprintln!(
+                "hf-mount-fuse: some writes could not be saved to the bucket within {limit:?}; their staging files are kept in {}",
+                staging.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
     if let Some(fs) = runtime.stop() {
         let s = fs.stats();
         eprintln!(
-            "hf-mount-fuse: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read",
+            "hf-mount-fuse: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes), {} commits",
             s.hub_requests,
             s.fetches,
             s.retries,
             s.bytes_fetched,
             executor.cas.transferred_bytes(),
-            s.bytes_read
+            s.bytes_read,
+            s.uploads,
+            s.bytes_uploaded,
+            s.commits,
         );
+    }
+    if unsaved {
+        bail!("unmounted with unsaved writes");
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use fuser::{
     OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyOpen, ReplyStatfs, Request as FuseRequest,
 };
-use hfm_core::{Attr, FileKind, Reply, Request};
+use hfm_core::{Attr, FileKind, KernelNotify, Reply, Request, SetAttr};
 use hfm_io_smol::{Handle, ReplySink};
 
 pub use fuser::{Config, MountOption, SessionACL};
@@ -55,6 +55,7 @@ fn file_type(k: FileKind) -> FileType {
     match k {
         FileKind::Directory => FileType::Directory,
         FileKind::RegularFile => FileType::RegularFile,
+        FileKind::Symlink => FileType::Symlink,
     }
 }
 
@@ -132,6 +133,10 @@ impl ReplySink for FuseReply {
                 r.opened(FileHandle(fh), flags);
             }
             (FuseReply::Empty(r), Reply::Empty) => r.ok(),
+            (FuseReply::Write(r), Reply::Written { size }) => r.written(size),
+            (FuseReply::Create(r), Reply::Created { attr, ttl, fh }) => {
+                r.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
+            }
             (FuseReply::Statfs(r), Reply::StatFs(s)) => {
                 r.statfs(s.blocks, 0, 0, s.files, 0, s.block_size, s.name_max, s.block_size)
             }
@@ -147,6 +152,49 @@ impl ReplySink for FuseReply {
                 sink.error(Errno::EIO);
             }
         }
+    }
+}
+
+/// Sends core's kernel invalidations from a thread of its own: the kernel may need a directory
+/// lock held by a request that waits for the event loop, so the loop must never block on one.
+pub struct FuseNotifier {
+    tx: std::sync::mpsc::Sender<KernelNotify>,
+}
+
+impl FuseNotifier {
+    /// The notifier, and the slot to put the session's `fuser::Notifier` in once it exists.
+    pub fn new() -> (Self, std::sync::Arc<std::sync::OnceLock<fuser::Notifier>>) {
+        let slot: std::sync::Arc<std::sync::OnceLock<fuser::Notifier>> = Default::default();
+        let (tx, rx) = std::sync::mpsc::channel::<KernelNotify>();
+        let target = slot.clone();
+        std::thread::Builder::new()
+            .name("fuse-notify".into())
+            .spawn(move || {
+                for n in rx {
+                    let Some(kernel) = target.get() else { continue };
+                    // ENOENT just means the kernel had nothing cached; anything else is logged.
+                    let result = match &n {
+                        KernelNotify::InvalidateInode { ino } => kernel.inval_inode(INodeNo(*ino), 0, 0),
+                        KernelNotify::InvalidateEntry { parent, name } => {
+                            kernel.inval_entry(INodeNo(*parent), OsStr::new(name))
+                        }
+                    };
+                    match result {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            tracing::debug!("kernel invalidation {n:?}: {e}")
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .expect("spawning the notifier thread");
+        (FuseNotifier { tx }, slot)
+    }
+}
+
+impl hfm_io_smol::Notifier for FuseNotifier {
+    fn notify(&self, n: KernelNotify) {
+        let _ = self.tx.send(n);
     }
 }
 
@@ -167,8 +215,11 @@ impl fuser::Filesystem for FuseAdapter {
         let wanted = fuser::InitFlags::FUSE_DO_READDIRPLUS
             | fuser::InitFlags::FUSE_READDIRPLUS_AUTO
             | fuser::InitFlags::FUSE_PARALLEL_DIROPS
-            | fuser::InitFlags::FUSE_ASYNC_READ;
+            | fuser::InitFlags::FUSE_ASYNC_READ
+            | fuser::InitFlags::FUSE_ATOMIC_O_TRUNC
+            | fuser::InitFlags::FUSE_BIG_WRITES;
         let _ = config.add_capabilities(wanted & config.capabilities());
+        let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
         Ok(())
     }
@@ -191,13 +242,13 @@ impl fuser::Filesystem for FuseAdapter {
     fn setattr(
         &self,
         _req: &FuseRequest,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
         _atime: Option<fuser::TimeOrNow>,
-        _mtime: Option<fuser::TimeOrNow>,
+        mtime: Option<fuser::TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -206,7 +257,18 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.submit(Request::Modify { op: "setattr" }, FuseReply::Attr(reply));
+        let mtime_secs = mtime.map(|t| {
+            let t = match t {
+                fuser::TimeOrNow::SpecificTime(t) => t,
+                fuser::TimeOrNow::Now => SystemTime::now(),
+            };
+            match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_secs() as i64,
+                Err(e) => -(e.duration().as_secs() as i64),
+            }
+        });
+        let set = SetAttr { size, mode: mode.map(|m| (m & 0o7777) as u16), uid, gid, mtime_secs };
+        self.submit(Request::SetAttr { ino: ino.0, set }, FuseReply::Attr(reply));
     }
 
     fn readlink(&self, _req: &FuseRequest, ino: INodeNo, reply: ReplyData) {
@@ -223,52 +285,70 @@ impl fuser::Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.submit(Request::Modify { op: "mknod" }, FuseReply::Entry(reply));
+        self.submit(Request::Unsupported { op: "mknod" }, FuseReply::Entry(reply));
     }
 
-    fn mkdir(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        self.submit(Request::Modify { op: "mkdir" }, FuseReply::Entry(reply));
+    fn mkdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
+        let mode = (mode & !umask & 0o7777) as u16;
+        self.submit(Request::Mkdir { parent: parent.0, name, mode }, FuseReply::Entry(reply));
     }
 
-    fn unlink(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.submit(Request::Modify { op: "unlink" }, FuseReply::Empty(reply));
+    fn unlink(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name_of(name) else { return reply.error(Errno::ENOENT) };
+        self.submit(Request::Unlink { parent: parent.0, name }, FuseReply::Empty(reply));
     }
 
-    fn rmdir(&self, _req: &FuseRequest, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.submit(Request::Modify { op: "rmdir" }, FuseReply::Empty(reply));
+    fn rmdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name_of(name) else { return reply.error(Errno::ENOENT) };
+        self.submit(Request::Rmdir { parent: parent.0, name }, FuseReply::Empty(reply));
     }
 
     fn symlink(
         &self,
         _req: &FuseRequest,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        self.submit(Request::Modify { op: "symlink" }, FuseReply::Entry(reply));
+        let (Some(name), Some(target)) = (name_of(link_name), target.to_str()) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let req = Request::Symlink { parent: parent.0, name, target: target.to_string() };
+        self.submit(req, FuseReply::Entry(reply));
     }
 
     fn rename(
         &self,
         _req: &FuseRequest,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.submit(Request::Modify { op: "rename" }, FuseReply::Empty(reply));
+        let (Some(name), Some(new_name)) = (name_of(name), name_of(newname)) else {
+            return reply.error(Errno::EINVAL);
+        };
+        if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE) || flags.contains(fuser::RenameFlags::RENAME_WHITEOUT) {
+            return self.submit(Request::Unsupported { op: "rename exchange/whiteout" }, FuseReply::Empty(reply));
+        }
+        let no_replace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
+        let req = Request::Rename { parent: parent.0, name, new_parent: newparent.0, new_name, no_replace };
+        self.submit(req, FuseReply::Empty(reply));
     }
 
-    fn link(&self, _req: &FuseRequest, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
-        self.submit(Request::Modify { op: "link" }, FuseReply::Entry(reply));
+    fn link(&self, _req: &FuseRequest, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let Some(new_name) = name_of(newname) else { return reply.error(Errno::EINVAL) };
+        self.submit(Request::Link { ino: ino.0, new_parent: newparent.0, new_name }, FuseReply::Entry(reply));
     }
 
     fn open(&self, _req: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY) || flags.0 & libc::O_TRUNC != 0;
-        self.submit(Request::Open { ino: ino.0, write }, FuseReply::Open(reply));
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        self.submit(Request::Open { ino: ino.0, write, truncate }, FuseReply::Open(reply));
     }
 
     fn read(
@@ -288,16 +368,17 @@ impl fuser::Filesystem for FuseAdapter {
     fn write(
         &self,
         _req: &FuseRequest,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: fuser::ReplyWrite,
     ) {
-        self.submit(Request::Modify { op: "write" }, FuseReply::Write(reply));
+        let data = bytes::Bytes::copy_from_slice(data);
+        self.submit(Request::Write { ino: ino.0, fh: Some(fh.0), offset, data }, FuseReply::Write(reply));
     }
 
     fn release(
@@ -317,12 +398,16 @@ impl fuser::Filesystem for FuseAdapter {
         self.submit(Request::Flush { ino: ino.0, fh: fh.0 }, FuseReply::Empty(reply));
     }
 
-    fn fsync(&self, _req: &FuseRequest, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.submit(Request::Flush { ino: ino.0, fh: fh.0 }, FuseReply::Empty(reply));
+    fn fsync(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.submit(Request::Fsync { ino: ino.0 }, FuseReply::Empty(reply));
+    }
+
+    fn fsyncdir(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.submit(Request::Fsync { ino: ino.0 }, FuseReply::Empty(reply));
     }
 
     fn getxattr(&self, _req: &FuseRequest, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
-        // ENOSYS tells the kernel to stop asking (no xattrs on repo files).
+        // ENOSYS tells the kernel to stop asking (no xattrs here).
         reply.error(Errno::ENOSYS);
     }
 
@@ -353,13 +438,15 @@ impl fuser::Filesystem for FuseAdapter {
     fn create(
         &self,
         _req: &FuseRequest,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        self.submit(Request::Modify { op: "create" }, FuseReply::Create(reply));
+        let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
+        let mode = (mode & !umask & 0o7777) as u16;
+        self.submit(Request::Create { parent: parent.0, name, mode }, FuseReply::Create(reply));
     }
 }

@@ -1,0 +1,221 @@
+//! The bucket commit queue: what the bucket must still be told (add this hash at this path,
+//! delete that path), one op per path (a newer op replaces an older one), sent as NDJSON
+//! batches of at most `MAX_BATCH` ops, one batch in flight at a time so ops on a path are
+//! never reordered. Requests waiting for durability (fsync, a directory rename) hold a group
+//! that completes when all of its ops have been committed or one of them finally failed.
+//!
+//! Pure bookkeeping: it never decides when to send (the filesystem does) and does no IO.
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+
+use crate::error::FsError;
+use crate::hub::BatchOp;
+use crate::inode::Ino;
+use crate::request::RequestId;
+use crate::time::Instant;
+
+/// Ops per batch request, the Hub's limit.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Add { xet_hash: String, size: u64, mtime_ms: i64 },
+    Delete,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    op: Op,
+    /// Durability groups waiting for this op.
+    groups: Vec<u64>,
+    /// The file whose content an add carries (for error reporting).
+    ino: Option<Ino>,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Group {
+    req: RequestId,
+    remaining: usize,
+    error: Option<FsError>,
+}
+
+/// A finished durability wait: answer `req` with `Ok` or the error.
+pub type Finished = (RequestId, Result<(), FsError>);
+
+#[derive(Default)]
+pub struct CommitQueue {
+    pending: BTreeMap<String, Entry>,
+    in_flight: Vec<(String, Entry)>,
+    groups: HashMap<u64, Group>,
+    next_group: u64,
+}
+
+impl CommitQueue {
+    /// Queue `op` for `path`, replacing (and inheriting the waiters of) any older pending op.
+    pub fn push(&mut self, path: String, op: Op, ino: Option<Ino>, now: Instant) {
+        let (groups, since) = match self.pending.remove(&path) {
+            Some(old) => (old.groups, old.since),
+            None => (Vec::new(), now),
+        };
+        self.pending.insert(path, Entry { op, groups, ino, since });
+    }
+
+    /// Wait for the latest op on each of `paths` (pending or in flight). `None` if there is
+    /// nothing to wait for: the caller answers at once.
+    pub fn wait(&mut self, req: RequestId, paths: &[String]) -> Option<()> {
+        let id = self.next_group;
+        let mut remaining = 0;
+        for path in paths {
+            let entry = match self.pending.get_mut(path) {
+                Some(e) => Some(e),
+                None => self.in_flight.iter_mut().find(|(p, _)| p == path).map(|(_, e)| e),
+            };
+            if let Some(e) = entry {
+                e.groups.push(id);
+                remaining += 1;
+            }
+        }
+        if remaining == 0 {
+            return None;
+        }
+        self.next_group += 1;
+        self.groups.insert(id, Group { req, remaining, error: None });
+        Some(())
+    }
+
+    /// The op the bucket will see next for `path`, if any (pending, else in flight).
+    pub fn latest(&self, path: &str) -> Option<&Op> {
+        self.pending.get(path).or_else(|| self.in_flight.iter().find(|(p, _)| p == path).map(|(_, e)| e)).map(|e| &e.op)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// When the oldest pending op was queued.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.pending.values().map(|e| e.since).min()
+    }
+
+    /// Move up to `MAX_BATCH` pending ops in flight and return them as batch lines.
+    pub fn take_batch(&mut self) -> Vec<BatchOp> {
+        debug_assert!(self.in_flight.is_empty());
+        let paths: Vec<String> = self.pending.keys().take(MAX_BATCH).cloned().collect();
+        let mut ops = Vec::with_capacity(paths.len());
+        for path in paths {
+            let entry = self.pending.remove(&path).expect("key just listed");
+            ops.push(match &entry.op {
+                Op::Add { xet_hash, mtime_ms, .. } => {
+                    BatchOp::Add { path: path.clone(), xet_hash: xet_hash.clone(), mtime_ms: *mtime_ms }
+                }
+                Op::Delete => BatchOp::Delete { path: path.clone() },
+            });
+            self.in_flight.push((path, entry));
+        }
+        ops
+    }
+
+    /// Every path with an op pending or in flight.
+    pub fn paths(&self) -> Vec<String> {
+        self.pending.keys().cloned().chain(self.in_flight.iter().map(|(p, _)| p.clone())).collect()
+    }
+
+    /// The batch in flight was committed: returns the finished waits and the files whose
+    /// content it carried.
+    pub fn on_committed(&mut self) -> (Vec<Finished>, Vec<Ino>) {
+        let done = std::mem::take(&mut self.in_flight);
+        let mut finished = Vec::new();
+        let mut files = Vec::new();
+        for (_, entry) in done {
+            self.settle(&entry.groups, None, &mut finished);
+            files.extend(entry.ino);
+        }
+        (finished, files)
+    }
+
+    /// The batch in flight finally failed: its waiters get `err`; its ops go back to pending
+    /// (unless a newer op replaced them) to be tried again later. Returns the finished waits
+    /// and the files whose content was in the batch.
+    pub fn on_failed(&mut self, err: &FsError, now: Instant) -> (Vec<Finished>, Vec<Ino>) {
+        let done = std::mem::take(&mut self.in_flight);
+        let mut finished = Vec::new();
+        let mut files = Vec::new();
+        for (path, mut entry) in done {
+            self.settle(&entry.groups, Some(err), &mut finished);
+            files.extend(entry.ino);
+            entry.groups.clear();
+            entry.since = now;
+            self.pending.entry(path).or_insert(entry);
+        }
+        (finished, files)
+    }
+
+    fn settle(&mut self, groups: &[u64], err: Option<&FsError>, finished: &mut Vec<Finished>) {
+        for id in groups {
+            let Some(g) = self.groups.get_mut(id) else { continue };
+            g.remaining -= 1;
+            if let Some(e) = err {
+                g.error.get_or_insert_with(|| e.clone());
+            }
+            if g.remaining == 0 {
+                let g = self.groups.remove(id).expect("present");
+                finished.push((g.req, g.error.map_or(Ok(()), Err)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Errno;
+
+    fn add(h: &str) -> Op {
+        Op::Add { xet_hash: h.into(), size: 1, mtime_ms: 0 }
+    }
+
+    #[test]
+    fn newer_ops_replace_older_and_adds_lead() {
+        let mut q = CommitQueue::default();
+        let t = Instant::ZERO;
+        q.push("a".into(), add("1"), None, t);
+        q.push("b".into(), Op::Delete, None, t);
+        q.push("a".into(), add("2"), None, t);
+        assert!(q.wait(RequestId(9), &["a".into(), "zzz".into()]).is_some());
+        assert!(q.wait(RequestId(8), &["nothing".into()]).is_none());
+        let ops = q.take_batch();
+        assert_eq!(ops.len(), 2);
+        assert!(ops.contains(&BatchOp::Add { path: "a".into(), xet_hash: "2".into(), mtime_ms: 0 }));
+        assert_eq!(q.latest("b"), Some(&Op::Delete));
+        assert_eq!(q.on_committed().0, vec![(RequestId(9), Ok(()))]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn failure_requeues_unless_superseded() {
+        let mut q = CommitQueue::default();
+        let t = Instant::ZERO;
+        q.push("a".into(), add("1"), Some(4), t);
+        q.push("b".into(), add("1"), None, t);
+        q.wait(RequestId(1), &["a".into(), "b".into()]);
+        q.take_batch();
+        q.push("b".into(), Op::Delete, None, t);
+        let err = FsError::new(Errno::Io, "x", "");
+        let (finished, files) = q.on_failed(&err, t);
+        assert_eq!(finished, vec![(RequestId(1), Err(err))]);
+        assert_eq!(files, vec![4]);
+        assert_eq!(q.latest("a"), Some(&add("1")));
+        assert_eq!(q.latest("b"), Some(&Op::Delete));
+    }
+}

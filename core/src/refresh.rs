@@ -1,0 +1,145 @@
+//! Freshness of a bucket mount: merging a (re-)listing into the tree and the background poll
+//! that probes the bucket's `updatedAt` and re-lists loaded directories when it moved.
+//!
+//! Local state always wins over what the Hub shows: a file being written, a path with a
+//! commit op still queued, and anything created in the mount and not yet committed are kept
+//! as they are. Everything else follows the listing, and each change becomes a kernel
+//! invalidation.
+
+use crate::commits::Op;
+use crate::config::Source;
+use crate::effect::Effect;
+use crate::error::LogLevel;
+use crate::fs::{node_kind, Filesystem, Purpose};
+use crate::hub::TreeEntry;
+use crate::inode::{Ino, NodeKind};
+use crate::request::KernelNotify;
+use crate::time::Instant;
+
+/// Longest the poll interval grows to after repeated 401s (2^6 x the configured interval).
+const MAX_POLL_BACKOFF: u32 = 6;
+
+impl Filesystem {
+    /// Does `ino` carry local changes a listing must not overwrite?
+    fn has_local_changes(&self, ino: Ino) -> bool {
+        let Some(node) = self.inodes.get(ino) else { return false };
+        node.local || self.writes.contains_key(&ino) || self.commits.latest(&self.inodes.path(ino)).is_some()
+    }
+
+    /// Apply one listed entry to directory `dir`; returns the child it now maps to, or `None`
+    /// when the entry is hidden by a local delete.
+    pub(crate) fn merge_entry(&mut self, dir: Ino, name: &str, entry: &TreeEntry) -> Option<Ino> {
+        if matches!(self.commits.latest(&entry.path), Some(Op::Delete)) {
+            return None;
+        }
+        let refreshing = self.listings.is_loaded(dir);
+        let Some(ino) = self.inodes.child(dir, name) else {
+            let ino = self.new_node(dir, name, entry);
+            if refreshing {
+                self.notifies.push_back(KernelNotify::InvalidateEntry { parent: dir, name: name.to_string() });
+            }
+            return Some(ino);
+        };
+        if self.has_local_changes(ino) {
+            return Some(ino);
+        }
+        let current = self.inodes.get(ino).map(|n| n.kind.clone());
+        let listed = node_kind(entry);
+        match (current, &listed) {
+            (Some(NodeKind::Dir), NodeKind::Dir) => Some(ino),
+            (Some(old @ NodeKind::File { .. }), NodeKind::File { .. }) if old == listed => Some(ino),
+            (Some(NodeKind::File { .. }), NodeKind::File { .. }) => {
+                if let Some(n) = self.inodes.get_mut(ino) {
+                    n.kind = listed;
+                    n.meta.mtime_secs = entry.mtime_secs;
+                }
+                self.content_changed(ino);
+                self.notifies.push_back(KernelNotify::InvalidateInode { ino });
+                Some(ino)
+            }
+            _ => {
+                // The kind changed (file <-> directory): a new node replaces the old one.
+                self.drop_child(dir, ino);
+                Some(self.new_node(dir, name, entry))
+            }
+        }
+    }
+
+    /// The final children of `dir` after a listing returned `fetched`: those plus every old
+    /// child with local changes (or a directory holding some). Dropped children are detached
+    /// and invalidated.
+    pub(crate) fn merge_listing(&mut self, dir: Ino, fetched: Vec<Ino>) -> Vec<Ino> {
+        let listed: hashbrown::HashSet<Ino> = fetched.iter().copied().collect();
+        let mut children = fetched;
+        for (_, old) in self.listings.children(dir) {
+            if listed.contains(&old) {
+                continue;
+            }
+            let keep = self.has_local_changes(old)
+                || self.listings.children(old).iter().any(|(_, c)| self.has_local_changes(*c));
+            if keep {
+                children.push(old);
+            } else {
+                self.drop_child(dir, old);
+            }
+        }
+        children
+    }
+
+    fn new_node(&mut self, dir: Ino, name: &str, entry: &TreeEntry) -> Ino {
+        let ino = self.inodes.insert_child(dir, name, node_kind(entry));
+        if let Some(n) = self.inodes.get_mut(ino) {
+            n.meta.mtime_secs = entry.mtime_secs;
+        }
+        ino
+    }
+
+    /// A child the Hub no longer shows: gone from the mount and from the kernel's caches.
+    fn drop_child(&mut self, dir: Ino, ino: Ino) {
+        let name = self.inodes.get(ino).map(|n| n.name.clone()).unwrap_or_default();
+        self.listings.remove_child(dir, ino);
+        self.inodes.detach(ino);
+        self.listings.drop_dir(ino);
+        self.content_changed(ino);
+        self.notifies.push_back(KernelNotify::InvalidateEntry { parent: dir, name });
+    }
+
+    pub(crate) fn start_poll(&mut self, _now: Instant) {
+        self.next_poll = None;
+        let Source::Bucket { id } = &self.cfg.source else { return };
+        let url = self.cfg.urls.bucket_info(id);
+        self.stats.polls += 1;
+        self.start_effect(Purpose::Poll, Effect::HubGet { url });
+    }
+
+    pub(crate) fn on_poll(&mut self, result: Result<String, String>, now: Instant) {
+        match result {
+            Ok(updated) => {
+                self.poll_backoff = 0;
+                let changed = self.bucket_updated_at.as_ref().is_some_and(|seen| *seen != updated);
+                self.bucket_updated_at = Some(updated);
+                if changed {
+                    self.refresh_loaded();
+                }
+            }
+            Err(e) => {
+                if e.contains("401") || e.contains("hub_denied") {
+                    self.poll_backoff = (self.poll_backoff + 1).min(MAX_POLL_BACKOFF);
+                }
+                self.log(LogLevel::Warn, format!("polling the bucket for changes failed: {e}"));
+            }
+        }
+        if let Some(interval) = self.cfg.poll_interval {
+            self.next_poll = Some(now.saturating_add(interval * 2u32.pow(self.poll_backoff)));
+        }
+    }
+
+    /// Re-list every loaded directory in the background.
+    fn refresh_loaded(&mut self) {
+        for dir in self.listings.loaded() {
+            if self.inodes.get(dir).is_some_and(|n| !n.detached) && self.listings.start_refresh(dir) {
+                self.start_listing(dir);
+            }
+        }
+    }
+}

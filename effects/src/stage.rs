@@ -1,0 +1,76 @@
+//! Staging files: the local copy of a file being written (advanced mode, or a streaming file
+//! past its memory limit). Plain positional file IO on paths core named.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use bytes::Bytes;
+use hfm_core::{Completion, EffectFailure, FailureKind, StageOp};
+
+use crate::cas::CasReader;
+
+/// Local IO failures are not retried; a full disk keeps its meaning (ENOSPC, through the same
+/// mapping as the Hub's 507).
+fn io_failure(op: &str, path: &str, e: std::io::Error) -> EffectFailure {
+    const ENOSPC: i32 = 28;
+    let status = (e.raw_os_error() == Some(ENOSPC)).then_some(507);
+    EffectFailure::new(FailureKind::Permanent, status, format!("{op} staging file {path}: {e}"))
+}
+
+fn open_rw(path: &str) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailure> {
+    match op {
+        StageOp::Create { path } => {
+            File::create(path).map_err(|e| io_failure("creating", path, e))?;
+            Ok(Completion::Done)
+        }
+        StageOp::Fill { path, xet_hash, size } => {
+            File::create(path).map_err(|e| io_failure("creating", path, e))?;
+            if *size > 0 {
+                cas.download_to(xet_hash, *size, Path::new(path))?;
+            }
+            Ok(Completion::Done)
+        }
+        StageOp::Write { path, offset, data } => {
+            let f = open_rw(path).map_err(|e| io_failure("opening", path, e))?;
+            let mut at = *offset;
+            for piece in data {
+                f.write_all_at(piece, at).map_err(|e| io_failure("writing", path, e))?;
+                at += piece.len() as u64;
+            }
+            Ok(Completion::Done)
+        }
+        StageOp::Read { path, range } => {
+            let f = File::open(path).map_err(|e| io_failure("opening", path, e))?;
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match f.read_at(&mut buf[filled..], range.start + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_failure("reading", path, e)),
+                }
+            }
+            buf.truncate(filled);
+            Ok(Completion::Bytes(vec![Bytes::from(buf)]))
+        }
+        StageOp::Truncate { path, size } => {
+            let f = open_rw(path).map_err(|e| io_failure("opening", path, e))?;
+            f.set_len(*size).map_err(|e| io_failure("truncating", path, e))?;
+            Ok(Completion::Done)
+        }
+        StageOp::Remove { path } => {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_failure("removing", path, e)),
+            }
+            Ok(Completion::Done)
+        }
+    }
+}
