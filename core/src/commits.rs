@@ -144,6 +144,11 @@ impl CommitQueue {
         (finished, files)
     }
 
+    /// Paths of the batch in flight.
+    pub fn in_flight_paths(&self) -> Vec<&str> {
+        self.in_flight.iter().map(|(p, _)| p.as_str()).collect()
+    }
+
     /// The batch in flight finally failed: its waiters get `err`; its ops go back to pending
     /// (unless a newer op replaced them) to be tried again later. Returns the finished waits
     /// and the files whose content was in the batch.

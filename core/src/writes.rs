@@ -291,6 +291,8 @@ impl Filesystem {
         if let Some(err) = self.unreported.remove(&ino) {
             return self.fail(id, err);
         }
+        // An explicit fsync does not wait out the pause after a failed commit.
+        self.commit_not_before = None;
         if let Some(ws) = self.writes.get_mut(&ino).filter(|ws| ws.is_dirty()) {
             ws.sync_waiters.push(id);
             ws.due = Some(now);
@@ -496,7 +498,12 @@ impl Filesystem {
     }
 
     pub(crate) fn on_commit_failed(&mut self, err: FsError, now: Instant) {
-        let err = FsError { detail: format!("committing to the bucket: {}", err.detail), ..err };
+        let paths = self.commits.in_flight_paths();
+        let shown: Vec<&str> = paths.iter().take(5).copied().collect();
+        let more =
+            if paths.len() > shown.len() { format!(" and {} more", paths.len() - shown.len()) } else { String::new() };
+        let detail = format!("committing {}{more} to the bucket: {}", shown.join(", "), err.detail);
+        let err = FsError { detail, ..err };
         self.log(LogLevel::Warn, format!("{err}; changes kept, retrying"));
         let (finished, files) = self.commits.on_failed(&err, now);
         let answered = !finished.is_empty();

@@ -5,40 +5,10 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../target}/release
 big_mib=${E2E_BIG_MIB:-210}
-work=$(mktemp -d /tmp/hfm-e2e.XXXXXX)
-pass=0; fail=0; pids=()
-
-cleanup() {
-  for m in "$work"/mnt/*; do mountpoint -q "$m" 2>/dev/null && fusermount3 -u "$m" 2>/dev/null; done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-check() { # check NAME COMMAND...
-  local name=$1; shift
-  if "$@" >"$work/out" 2>&1; then pass=$((pass+1)); echo "ok   $name"
-  else fail=$((fail+1)); echo "FAIL $name"; sed 's/^/     /' "$work/out" | tail -20; fi
-}
-
-mounted() { # mounted NAME ARGS... -> mounts at $work/mnt/NAME, waits until usable
-  local name=$1; shift
-  mkdir -p "$work/mnt/$name"
-  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/cache-$name" "$@" "$work/mnt/$name" >"$work/mount-$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do mountpoint -q "$work/mnt/$name" && return 0; sleep 0.1; done
-  cat "$work/mount-$name.log"; return 1
-}
-
-listing() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort); }
+source "$here/lib.sh"
 
 echo "# seeding hubsim (big file ${big_mib} MiB)"
-"$bin/hubsim" serve --user alice:alice-token --user bob:bob-token >"$work/hubsim.out" 2>"$work/hubsim.err" &
-pids+=($!)
-for _ in $(seq 100); do grep -q endpoint= "$work/hubsim.out" && break; sleep 0.1; done
-ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out" | head -1)
-[ -n "$ep" ] || { cat "$work/hubsim.err"; exit 1; }
+start_hubsim
 python3 "$here/make_tree.py" "$work/v1" "$big_mib" 1
 cp -a "$work/v1" "$work/v2" && python3 - "$work/v2" <<'PY'
 import sys, os
@@ -70,7 +40,6 @@ check "rm is EROFS" bash -c "rm -f '$work/mnt/main/README.md' 2>&1 | grep -q 'Re
 check "mv is EROFS" bash -c "mv '$work/mnt/main/README.md' '$work/mnt/main/x' 2>&1 | grep -q 'Read-only'"
 check "touch is EROFS" bash -c "touch '$work/mnt/main/README.md' 2>&1 | grep -q 'Read-only'"
 
-requests() { curl -s "$ep/_emulator/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
 mounted ttl repo alice/e2e --metadata-ttl-ms 50
 r0=$(requests); ls -l "$work/mnt/ttl/many" >/dev/null; r1=$(requests)
 expect_requests() { echo "Hub requests: $1, expected $2"; test "$1" -eq "$2"; }
@@ -79,7 +48,6 @@ sleep 0.3
 r0=$(requests); ls -lR "$work/mnt/ttl/many" >/dev/null; stat "$work/mnt/ttl/many/entry-00042.json" >/dev/null; r1=$(requests)
 check "after the metadata TTL, re-listing costs no Hub request" expect_requests "$((r1 - r0))" 0
 
-fault() { curl -sf -X POST "$ep/_emulator/faults" -H 'content-type: application/json' -d "$1" >/dev/null; }
 mounted faults repo alice/e2e
 fault '{"path_contains":"/tree/","count":2,"status":503}'
 check "two 503s on a listing are retried away" test -f "$work/mnt/faults/nested/d0/file-1.txt"

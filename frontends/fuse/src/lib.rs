@@ -411,6 +411,21 @@ impl fuser::Filesystem for FuseAdapter {
         reply.error(Errno::ENOSYS);
     }
 
+    fn ioctl(
+        &self,
+        _req: &FuseRequest,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Not a terminal, no ioctls (Python probes TCGETS on every open).
+        reply.error(Errno::ENOTTY);
+    }
+
     fn listxattr(&self, _req: &FuseRequest, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
         reply.error(Errno::ENOSYS);
     }
