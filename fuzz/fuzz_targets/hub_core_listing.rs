@@ -1,27 +1,36 @@
-//! Arbitrary tree pages (and Link headers) fed to the filesystem core: it must answer every
-//! request with some reply and never panic, whatever the Hub sends.
+//! Arbitrary tree pages (and Link headers) fed to the filesystem core, of a repo mount or a
+//! writable bucket mount: it must answer every request with some reply and never panic,
+//! whatever the Hub sends.
 #![no_main]
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use hfm_core::config::ReadPolicy;
+use hfm_core::config::{ReadPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::hub::{HubUrls, RepoKind, RepoRef};
 use hfm_core::{Completion, Filesystem, HttpResponse, Instant, MountConfig, Request, RequestId, ROOT_INO};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: (Vec<u8>, String, String)| {
-    let (body, link, name) = input;
+fuzz_target!(|input: (Vec<u8>, String, String, bool)| {
+    let (body, link, name, bucket) = input;
+    let (source, mode) = if bucket {
+        (Source::Bucket { id: "a/b".into() }, WriteMode::Advanced)
+    } else {
+        let repo = RepoRef { kind: RepoKind::Model, id: "a/b".into() };
+        (Source::Repo { repo, commit: "0".repeat(40) }, WriteMode::ReadOnly)
+    };
     let cfg = MountConfig {
         urls: HubUrls::new("http://hub"),
-        repo: RepoRef { kind: RepoKind::Model, id: "a/b".into() },
-        commit: "0".repeat(40),
+        source,
         subfolder: String::new(),
         uid: 0,
         gid: 0,
         metadata_ttl: Duration::from_secs(1),
         mtime_secs: 0,
         policy: ReadPolicy::default(),
+        writes: WritePolicy { mode, ..WritePolicy::default() },
+        wall_ms_at_zero: 0,
+        poll_interval: None,
     };
     let mut fs = Filesystem::new(cfg);
     fs.handle_request(RequestId(1), Request::ReadDir { ino: ROOT_INO, offset: 0, plus: true }, Instant::ZERO);
