@@ -34,6 +34,8 @@ use crate::retry;
 use crate::time::Instant;
 use crate::writes::WriteState;
 
+const NANOS: i64 = 1_000_000_000;
+
 /// Longest file name the mount accepts.
 pub(crate) const NAME_MAX: usize = 255;
 /// Directory entries returned per readdir reply at most.
@@ -270,14 +272,17 @@ impl Filesystem {
                     name_max: NAME_MAX as u32,
                 }),
             ),
-            Request::Create { parent, name, mode } => self.create(id, parent, name, mode, now),
-            Request::Mkdir { parent, name, mode } => self.mkdir(id, parent, name, mode, now),
+            Request::Create { parent, name, mode, owner } => self.create(id, parent, name, mode, owner, now),
+            Request::Mkdir { parent, name, mode, owner } => self.mkdir(id, parent, name, mode, owner, now),
+            Request::Mknod { parent, name, kind, mode, rdev, owner } => {
+                self.mknod(id, parent, name, (kind, mode, rdev), owner, now)
+            }
             Request::Unlink { parent, name } => self.unlink(id, parent, name, now),
             Request::Rmdir { parent, name } => self.rmdir(id, parent, name, now),
             Request::Rename { parent, name, new_parent, new_name, no_replace } => {
                 self.rename(id, (parent, name), (new_parent, new_name), no_replace, now)
             }
-            Request::Symlink { parent, name, target } => self.symlink(id, parent, name, target, now),
+            Request::Symlink { parent, name, target, owner } => self.symlink(id, parent, name, target, owner, now),
             Request::Link { ino, new_parent, new_name } => self.link(id, ino, new_parent, new_name, now),
             Request::SetAttr { ino, set } => self.setattr(id, ino, set, now),
             Request::Unsupported { op } => {
@@ -561,7 +566,10 @@ impl Filesystem {
         match self.inodes.get(ino).map(|n| &n.kind) {
             None => return self.fail(id, FsError::not_found()),
             Some(NodeKind::Dir) => return self.fail(id, FsError::new(Errno::IsDir, "is_a_directory", "")),
-            Some(NodeKind::Symlink { .. }) => return self.fail(id, FsError::new(Errno::Inval, "is_a_symlink", "")),
+            // The kernel opens FIFOs and devices itself; nothing else reaches here.
+            Some(NodeKind::Symlink { .. } | NodeKind::Special { .. }) => {
+                return self.fail(id, FsError::new(Errno::Inval, "not_a_regular_file", ""))
+            }
             Some(NodeKind::File { .. }) => {}
         }
         if write || truncate {
@@ -795,11 +803,13 @@ impl Filesystem {
     pub(crate) fn attr(&self, ino: Ino) -> Option<Attr> {
         let node = self.inodes.get(ino)?;
         let writable = self.cfg.writes.mode != WriteMode::ReadOnly;
-        let (kind, size, perm, nlink) = match &node.kind {
-            NodeKind::Dir => (FileKind::Directory, 0, if writable { 0o755 } else { 0o555 }, 2),
-            NodeKind::File { size, .. } => (FileKind::RegularFile, *size, if writable { 0o644 } else { 0o444 }, 1),
-            NodeKind::Symlink { target } => (FileKind::Symlink, target.len() as u64, 0o777, 1),
+        let (kind, size, perm, nlink, rdev) = match &node.kind {
+            NodeKind::Dir => (FileKind::Directory, 0, if writable { 0o755 } else { 0o555 }, 2, 0),
+            NodeKind::File { size, .. } => (FileKind::RegularFile, *size, if writable { 0o644 } else { 0o444 }, 1, 0),
+            NodeKind::Symlink { target } => (FileKind::Symlink, target.len() as u64, 0o777, 1, 0),
+            NodeKind::Special { kind, rdev } => (*kind, 0, 0o644, 1, *rdev),
         };
+        let mtime_ns = node.meta.mtime_ns.unwrap_or(self.cfg.mtime_secs.saturating_mul(NANOS));
         Some(Attr {
             ino,
             size,
@@ -808,7 +818,10 @@ impl Filesystem {
             nlink,
             uid: node.meta.uid.unwrap_or(self.cfg.uid),
             gid: node.meta.gid.unwrap_or(self.cfg.gid),
-            mtime_secs: node.meta.mtime_secs.unwrap_or(self.cfg.mtime_secs),
+            atime_ns: node.meta.atime_ns.unwrap_or(mtime_ns),
+            mtime_ns,
+            ctime_ns: node.meta.ctime_ns.unwrap_or(mtime_ns),
+            rdev,
         })
     }
 
@@ -829,9 +842,27 @@ impl Filesystem {
         self.logs.push_back((level, line));
     }
 
-    /// Wall-clock milliseconds at `now` (the runtime's origin is `cfg.wall_ms_at_zero`).
-    pub(crate) fn wall_ms(&self, now: Instant) -> i64 {
-        self.cfg.wall_ms_at_zero + (now.as_nanos() / 1_000_000) as i64
+    /// Wall-clock nanoseconds since the epoch at `now` (the runtime's origin is
+    /// `cfg.wall_ms_at_zero`).
+    pub(crate) fn wall_ns(&self, now: Instant) -> i64 {
+        self.cfg.wall_ms_at_zero.saturating_mul(1_000_000).saturating_add(now.as_nanos() as i64)
+    }
+
+    /// Set `ino`'s ctime (and with `modified`, its mtime) to `now`.
+    pub(crate) fn touch(&mut self, ino: Ino, modified: bool, now: Instant) {
+        let t = self.wall_ns(now);
+        if let Some(n) = self.inodes.get_mut(ino) {
+            n.meta.ctime_ns = Some(t);
+            if modified {
+                n.meta.mtime_ns = Some(t);
+            }
+        }
+    }
+
+    /// The mtime a commit of `ino` carries, in milliseconds.
+    pub(crate) fn commit_mtime_ms(&self, ino: Ino, now: Instant) -> i64 {
+        let ns = self.inodes.get(ino).and_then(|n| n.meta.mtime_ns).unwrap_or_else(|| self.wall_ns(now));
+        ns.div_euclid(1_000_000)
     }
 }
 

@@ -23,15 +23,23 @@ pub enum NodeKind {
     Symlink {
         target: String,
     },
+    /// FIFOs, sockets and device nodes live only in the mount.
+    Special {
+        kind: crate::request::FileKind,
+        rdev: u32,
+    },
 }
 
-/// Attributes changed in the mount (chmod, chown, utimens); `None` = the mount's default.
+/// Attributes set in the mount (create, chmod, chown, utimens, writes) or from a listing's
+/// mtime; `None` = the mount's default. Times are nanoseconds since the epoch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalMeta {
     pub perm: Option<u16>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    pub mtime_secs: Option<i64>,
+    pub atime_ns: Option<i64>,
+    pub mtime_ns: Option<i64>,
+    pub ctime_ns: Option<i64>,
 }
 
 #[derive(Clone, Debug)]

@@ -12,7 +12,8 @@ use crate::fs::{Filesystem, Purpose, NAME_MAX};
 use crate::hub::{self, ContentSource, TreeEntry};
 use crate::inode::{Ino, NodeKind};
 use crate::listing::Waiter;
-use crate::request::{Reply, Request, RequestId, SetAttr};
+use crate::inode::LocalMeta;
+use crate::request::{FileKind, Owner, Reply, Request, RequestId, SetAttr};
 use crate::time::Instant;
 
 fn check_name(name: &str) -> Result<(), FsError> {
@@ -66,33 +67,50 @@ impl Filesystem {
         }
     }
 
-    /// A new node created in the mount.
-    fn add_local(&mut self, parent: Ino, name: &str, kind: NodeKind, mode: u16, now: Instant) -> Ino {
+    /// A new node created in the mount, owned by the caller; its directory changed too.
+    fn add_local(&mut self, parent: Ino, name: &str, kind: NodeKind, mode: u16, owner: Owner, now: Instant) -> Ino {
         let ino = self.inodes.insert_child(parent, name, kind);
-        let mtime = self.wall_ms(now) / 1000;
+        let t = self.wall_ns(now);
         if let Some(n) = self.inodes.get_mut(ino) {
             n.local = true;
-            n.meta.perm = Some(mode & 0o7777);
-            n.meta.mtime_secs = Some(mtime);
+            n.meta = LocalMeta {
+                perm: Some(mode & 0o7777),
+                uid: Some(owner.uid),
+                gid: Some(owner.gid),
+                atime_ns: Some(t),
+                mtime_ns: Some(t),
+                ctime_ns: Some(t),
+            };
         }
         self.listings.add_child(parent, ino);
+        self.touch(parent, true, now);
         ino
     }
 
-    pub(crate) fn create(&mut self, id: RequestId, parent: Ino, name: String, mode: u16, now: Instant) {
-        let req = Request::Create { parent, name: name.clone(), mode };
-        if !self.ready_new_name(id, parent, &name, &req, now) {
-            return;
-        }
+    /// A new, empty regular file; dirty from the start, since it exists even if nothing is
+    /// ever written to it.
+    fn new_file(&mut self, parent: Ino, name: &str, mode: u16, owner: Owner, now: Instant) -> Result<Ino, FsError> {
         let empty = ContentSource::Xet { hash: hub::EMPTY_FILE_HASH.to_string() };
-        let ino = self.add_local(parent, &name, NodeKind::File { size: 0, source: empty }, mode, now);
-        if let Err(e) = self.open_for_write(ino, true, now) {
-            return self.fail(id, e);
-        }
-        // A new file exists even if nothing is written to it: it is dirty from the start.
+        let ino = self.add_local(parent, name, NodeKind::File { size: 0, source: empty }, mode, owner, now);
+        self.ensure_write_state(ino, true, now)?;
         if let Some(ws) = self.writes.get_mut(&ino) {
             ws.generation += 1;
             ws.dirty_since = Some(now);
+        }
+        Ok(ino)
+    }
+
+    pub(crate) fn create(&mut self, id: RequestId, parent: Ino, name: String, mode: u16, owner: Owner, now: Instant) {
+        let req = Request::Create { parent, name: name.clone(), mode, owner };
+        if !self.ready_new_name(id, parent, &name, &req, now) {
+            return;
+        }
+        let ino = match self.new_file(parent, &name, mode, owner, now) {
+            Ok(ino) => ino,
+            Err(e) => return self.fail(id, e),
+        };
+        if let Some(ws) = self.writes.get_mut(&ino) {
+            ws.writers += 1;
         }
         let fh = self.new_handle(ino);
         match self.attr(ino) {
@@ -104,22 +122,62 @@ impl Filesystem {
         }
     }
 
-    pub(crate) fn mkdir(&mut self, id: RequestId, parent: Ino, name: String, mode: u16, now: Instant) {
-        let req = Request::Mkdir { parent, name: name.clone(), mode };
+    pub(crate) fn mkdir(&mut self, id: RequestId, parent: Ino, name: String, mode: u16, owner: Owner, now: Instant) {
+        let req = Request::Mkdir { parent, name: name.clone(), mode, owner };
         if !self.ready_new_name(id, parent, &name, &req, now) {
             return;
         }
-        let ino = self.add_local(parent, &name, NodeKind::Dir, mode, now);
+        let ino = self.add_local(parent, &name, NodeKind::Dir, mode, owner, now);
         self.listings.set_empty(ino, now);
         self.entry_reply(id, ino);
     }
 
-    pub(crate) fn symlink(&mut self, id: RequestId, parent: Ino, name: String, target: String, now: Instant) {
-        let req = Request::Symlink { parent, name: name.clone(), target: target.clone() };
+    pub(crate) fn mknod(
+        &mut self,
+        id: RequestId,
+        parent: Ino,
+        name: String,
+        (kind, mode, rdev): (FileKind, u16, u32),
+        owner: Owner,
+        now: Instant,
+    ) {
+        let req = Request::Mknod { parent, name: name.clone(), kind, mode, rdev, owner };
         if !self.ready_new_name(id, parent, &name, &req, now) {
             return;
         }
-        let ino = self.add_local(parent, &name, NodeKind::Symlink { target }, 0o777, now);
+        let ino = match kind {
+            FileKind::RegularFile => match self.new_file(parent, &name, mode, owner, now) {
+                Ok(ino) => {
+                    // Nobody has it open: it is saved like a closed file.
+                    if let Some(ws) = self.writes.get_mut(&ino) {
+                        ws.due = Some(now);
+                    }
+                    ino
+                }
+                Err(e) => return self.fail(id, e),
+            },
+            FileKind::Directory | FileKind::Symlink => {
+                return self.fail(id, FsError::new(Errno::Inval, "mknod_kind", "use mkdir or symlink"))
+            }
+            special => self.add_local(parent, &name, NodeKind::Special { kind: special, rdev }, mode, owner, now),
+        };
+        self.entry_reply(id, ino);
+    }
+
+    pub(crate) fn symlink(
+        &mut self,
+        id: RequestId,
+        parent: Ino,
+        name: String,
+        target: String,
+        owner: Owner,
+        now: Instant,
+    ) {
+        let req = Request::Symlink { parent, name: name.clone(), target: target.clone(), owner };
+        if !self.ready_new_name(id, parent, &name, &req, now) {
+            return;
+        }
+        let ino = self.add_local(parent, &name, NodeKind::Symlink { target }, 0o777, owner, now);
         self.entry_reply(id, ino);
     }
 
@@ -133,6 +191,8 @@ impl Filesystem {
             return self.fail(id, FsError::new(Errno::IsDir, "is_a_directory", ""));
         }
         self.remove_file(parent, ino, now);
+        self.touch(parent, true, now);
+        self.touch(ino, false, now);
         self.reply(id, Reply::Empty);
     }
 
@@ -170,6 +230,7 @@ impl Filesystem {
         for w in self.listings.drop_dir(ino) {
             self.fail_waiter(w);
         }
+        self.touch(parent, true, now);
         self.reply(id, Reply::Empty);
     }
 
@@ -247,6 +308,9 @@ impl Filesystem {
         self.listings.remove_child(parent, src);
         self.inodes.move_to(src, new_parent, &new_name);
         self.listings.add_child(new_parent, src);
+        self.touch(parent, true, now);
+        self.touch(new_parent, true, now);
+        self.touch(src, false, now);
         let new_path = self.inodes.path(src);
         let mut touched = Vec::new();
         for (old, op) in moves {
@@ -274,7 +338,7 @@ impl Filesystem {
             NodeKind::File { size, source: ContentSource::Xet { hash } } => Some(Op::Add {
                 xet_hash: hash.clone(),
                 size: *size,
-                mtime_ms: node.meta.mtime_secs.map_or_else(|| self.wall_ms(now), |s| s * 1000),
+                mtime_ms: self.commit_mtime_ms(ino, now),
             }),
             _ => None,
         }
@@ -383,6 +447,8 @@ impl Filesystem {
             ws.due = Some(now);
             return;
         }
+        self.touch(ino, false, now);
+        self.touch(new_parent, true, now);
         let meta = self.inodes.get(ino).map(|n| n.meta.clone()).unwrap_or_default();
         let op = self.content_op(ino, now);
         let copy = self.inodes.insert_child(new_parent, &new_name, NodeKind::File { size, source });
@@ -418,8 +484,12 @@ impl Filesystem {
         if let Some(gid) = set.gid {
             node.meta.gid = Some(gid);
         }
-        if let Some(mtime) = set.mtime_secs {
-            node.meta.mtime_secs = Some(mtime);
+        if let Some(atime) = set.atime_ns {
+            node.meta.atime_ns = Some(atime);
+        }
+        let explicit_mtime = set.mtime_ns.is_some();
+        if let Some(mtime) = set.mtime_ns {
+            node.meta.mtime_ns = Some(mtime);
             // A saved file carries its mtime to the bucket in a re-add of the same content;
             // a dirty one carries it in its next commit.
             let dirty = self.writes.get(&ino).is_some_and(|ws| ws.is_dirty());
@@ -430,8 +500,14 @@ impl Filesystem {
                 }
             }
         }
+        if set != SetAttr::default() {
+            self.touch(ino, false, now);
+        }
         match set.size {
             Some(size) => {
+                if !explicit_mtime {
+                    self.touch(ino, true, now);
+                }
                 let current = match self.inodes.get(ino).map(|n| &n.kind) {
                     Some(NodeKind::File { size, .. }) => *size,
                     _ => 0,

@@ -51,7 +51,7 @@ impl Filesystem {
             (Some(NodeKind::File { .. }), NodeKind::File { .. }) => {
                 if let Some(n) = self.inodes.get_mut(ino) {
                     n.kind = listed;
-                    n.meta.mtime_secs = entry.mtime_secs;
+                    n.meta.mtime_ns = entry.mtime_secs.map(|s| s.saturating_mul(1_000_000_000));
                 }
                 self.content_changed(ino);
                 self.notifies.push_back(KernelNotify::InvalidateInode { ino });
@@ -89,7 +89,7 @@ impl Filesystem {
     fn new_node(&mut self, dir: Ino, name: &str, entry: &TreeEntry) -> Ino {
         let ino = self.inodes.insert_child(dir, name, node_kind(entry));
         if let Some(n) = self.inodes.get_mut(ino) {
-            n.meta.mtime_secs = entry.mtime_secs;
+            n.meta.mtime_ns = entry.mtime_secs.map(|s| s.saturating_mul(1_000_000_000));
         }
         ino
     }

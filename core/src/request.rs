@@ -72,16 +72,27 @@ pub enum Request {
         ino: Ino,
     },
     StatFs,
-    /// A new regular file, opened for writing.
+    /// A new regular file, opened for writing, owned by the caller.
     Create {
         parent: Ino,
         name: String,
         mode: u16,
+        owner: Owner,
     },
     Mkdir {
         parent: Ino,
         name: String,
         mode: u16,
+        owner: Owner,
+    },
+    /// A regular file (not opened), a FIFO, a socket or a device node.
+    Mknod {
+        parent: Ino,
+        name: String,
+        kind: FileKind,
+        mode: u16,
+        rdev: u32,
+        owner: Owner,
     },
     Unlink {
         parent: Ino,
@@ -103,6 +114,7 @@ pub enum Request {
         parent: Ino,
         name: String,
         target: String,
+        owner: Owner,
     },
     /// A second name for a file: a server-side copy (buckets have no hard links).
     Link {
@@ -128,6 +140,7 @@ impl Request {
             Request::Write { .. }
             | Request::Create { .. }
             | Request::Mkdir { .. }
+            | Request::Mknod { .. }
             | Request::Unlink { .. }
             | Request::Rmdir { .. }
             | Request::Rename { .. }
@@ -147,8 +160,16 @@ pub struct SetAttr {
     pub mode: Option<u16>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// Seconds since the epoch.
-    pub mtime_secs: Option<i64>,
+    /// Nanoseconds since the epoch.
+    pub atime_ns: Option<i64>,
+    pub mtime_ns: Option<i64>,
+}
+
+/// Who creates a node: its initial uid and gid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +177,10 @@ pub enum FileKind {
     Directory,
     RegularFile,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,8 +192,12 @@ pub struct Attr {
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
-    /// Seconds since the epoch; used for atime, mtime and ctime.
-    pub mtime_secs: i64,
+    /// Nanoseconds since the epoch.
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    /// Device number of a device node.
+    pub rdev: u32,
 }
 
 impl Attr {

@@ -422,7 +422,7 @@ impl Filesystem {
         let node = self.inodes.get(ino).expect("checked above");
         let unchanged = !node.local
             && matches!(&node.kind, NodeKind::File { source: ContentSource::Xet { hash }, .. } if *hash == xet_hash);
-        let mtime_ms = node.meta.mtime_secs.map_or_else(|| self.wall_ms(now), |s| s * 1000);
+        let mtime_ms = self.commit_mtime_ms(ino, now);
         self.set_content(ino, size, ContentSource::Xet { hash: xet_hash.clone() });
         let path = self.inodes.path(ino);
         if !unchanged || self.commits.latest(&path).is_some() {
@@ -607,10 +607,7 @@ impl Filesystem {
     }
 
     fn touch_mtime(&mut self, ino: Ino, now: Instant) {
-        let secs = self.wall_ms(now) / 1000;
-        if let Some(n) = self.inodes.get_mut(ino) {
-            n.meta.mtime_secs = Some(secs);
-        }
+        self.touch(ino, true, now);
     }
 }
 

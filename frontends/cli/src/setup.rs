@@ -278,6 +278,8 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
         MountOption::FSName(format!("hf-mount:{}", target.label.trim_start_matches("bucket "))),
         MountOption::Subtype("hf-mount".into()),
         MountOption::NoAtime,
+        // The kernel enforces the mode bits and owners core reports.
+        MountOption::DefaultPermissions,
     ];
     options.push(if writable { MountOption::RW } else { MountOption::RO });
     // `SessionACL::All` is fuser's `allow_other`.

@@ -10,6 +10,7 @@ use fuser::{
     OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyOpen, ReplyStatfs, Request as FuseRequest,
 };
+use hfm_core::request::Owner;
 use hfm_core::{Attr, FileKind, KernelNotify, Reply, Request, SetAttr};
 use hfm_io_smol::{Handle, ReplySink};
 
@@ -30,22 +31,36 @@ impl FuseAdapter {
     }
 }
 
+fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn epoch_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
 fn file_attr(a: &Attr) -> FileAttr {
-    let t = UNIX_EPOCH + Duration::from_secs(a.mtime_secs.max(0) as u64);
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.blocks(),
-        atime: t,
-        mtime: t,
-        ctime: t,
-        crtime: t,
+        atime: system_time(a.atime_ns),
+        mtime: system_time(a.mtime_ns),
+        ctime: system_time(a.ctime_ns),
+        crtime: system_time(a.mtime_ns),
         kind: file_type(a.kind),
         perm: a.perm,
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: 4096,
         flags: 0,
     }
@@ -56,6 +71,10 @@ fn file_type(k: FileKind) -> FileType {
         FileKind::Directory => FileType::Directory,
         FileKind::RegularFile => FileType::RegularFile,
         FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -201,7 +220,13 @@ impl hfm_io_smol::Notifier for FuseNotifier {
 /// Attributes for `.` and `..` in readdirplus: the kernel ignores entries with ino 0 attrs, so
 /// give a directory shape (these entries carry no lookup).
 fn dot_attr(ino: u64) -> FileAttr {
-    file_attr(&Attr { ino, size: 0, kind: FileKind::Directory, perm: 0o555, nlink: 2, uid: 0, gid: 0, mtime_secs: 0 })
+    let (uid, gid, perm) = (0, 0, 0o555);
+    let (atime_ns, mtime_ns, ctime_ns, rdev) = (0, 0, 0, 0);
+    file_attr(&Attr { ino, size: 0, kind: FileKind::Directory, perm, nlink: 2, uid, gid, atime_ns, mtime_ns, ctime_ns, rdev })
+}
+
+fn owner(req: &FuseRequest) -> Owner {
+    Owner { uid: req.uid(), gid: req.gid() }
 }
 
 fn name_of(name: &OsStr) -> Option<String> {
@@ -247,7 +272,7 @@ impl fuser::Filesystem for FuseAdapter {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<fuser::TimeOrNow>,
+        atime: Option<fuser::TimeOrNow>,
         mtime: Option<fuser::TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
@@ -257,17 +282,12 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mtime_secs = mtime.map(|t| {
-            let t = match t {
-                fuser::TimeOrNow::SpecificTime(t) => t,
-                fuser::TimeOrNow::Now => SystemTime::now(),
-            };
-            match t.duration_since(UNIX_EPOCH) {
-                Ok(d) => d.as_secs() as i64,
-                Err(e) => -(e.duration().as_secs() as i64),
-            }
-        });
-        let set = SetAttr { size, mode: mode.map(|m| (m & 0o7777) as u16), uid, gid, mtime_secs };
+        let ns = |t: fuser::TimeOrNow| match t {
+            fuser::TimeOrNow::SpecificTime(t) => epoch_ns(t),
+            fuser::TimeOrNow::Now => epoch_ns(SystemTime::now()),
+        };
+        let mode = mode.map(|m| (m & 0o7777) as u16);
+        let set = SetAttr { size, mode, uid, gid, atime_ns: atime.map(ns), mtime_ns: mtime.map(ns) };
         self.submit(Request::SetAttr { ino: ino.0, set }, FuseReply::Attr(reply));
     }
 
@@ -277,21 +297,32 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn mknod(
         &self,
-        _req: &FuseRequest,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        req: &FuseRequest,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.submit(Request::Unsupported { op: "mknod" }, FuseReply::Entry(reply));
+        let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG | 0 => FileKind::RegularFile,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            libc::S_IFCHR => FileKind::CharDevice,
+            libc::S_IFBLK => FileKind::BlockDevice,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let mode = (mode & !umask & 0o7777) as u16;
+        let req = Request::Mknod { parent: parent.0, name, kind, mode, rdev, owner: owner(req) };
+        self.submit(req, FuseReply::Entry(reply));
     }
 
-    fn mkdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &FuseRequest, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
         let mode = (mode & !umask & 0o7777) as u16;
-        self.submit(Request::Mkdir { parent: parent.0, name, mode }, FuseReply::Entry(reply));
+        self.submit(Request::Mkdir { parent: parent.0, name, mode, owner: owner(req) }, FuseReply::Entry(reply));
     }
 
     fn unlink(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -306,7 +337,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn symlink(
         &self,
-        _req: &FuseRequest,
+        req: &FuseRequest,
         parent: INodeNo,
         link_name: &OsStr,
         target: &std::path::Path,
@@ -315,7 +346,7 @@ impl fuser::Filesystem for FuseAdapter {
         let (Some(name), Some(target)) = (name_of(link_name), target.to_str()) else {
             return reply.error(Errno::EINVAL);
         };
-        let req = Request::Symlink { parent: parent.0, name, target: target.to_string() };
+        let req = Request::Symlink { parent: parent.0, name, target: target.to_string(), owner: owner(req) };
         self.submit(req, FuseReply::Entry(reply));
     }
 
@@ -452,7 +483,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &FuseRequest,
+        req: &FuseRequest,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -462,6 +493,6 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
         let mode = (mode & !umask & 0o7777) as u16;
-        self.submit(Request::Create { parent: parent.0, name, mode }, FuseReply::Create(reply));
+        self.submit(Request::Create { parent: parent.0, name, mode, owner: owner(req) }, FuseReply::Create(reply));
     }
 }
