@@ -792,6 +792,10 @@ impl Filesystem {
         }
     }
 
+    fn is_dir(&self, ino: Ino) -> bool {
+        matches!(self.inodes.get(ino).map(|n| &n.kind), Some(NodeKind::Dir))
+    }
+
     pub(crate) fn read_only_error(&self) -> FsError {
         let detail = match self.cfg.source {
             Source::Repo { .. } => "repo mounts are read-only",
@@ -808,6 +812,15 @@ impl Filesystem {
             NodeKind::File { size, .. } => (FileKind::RegularFile, *size, if writable { 0o644 } else { 0o444 }, 1, 0),
             NodeKind::Symlink { target } => (FileKind::Symlink, target.len() as u64, 0o777, 1, 0),
             NodeKind::Special { kind, rdev } => (*kind, 0, 0o644, 1, *rdev),
+        };
+        let nlink = match node.kind {
+            // `.` and the parent's entry, plus each subdirectory's `..` (as far as listed).
+            NodeKind::Dir => {
+                let subdirs = self.listings.children(ino).iter().filter(|(_, c)| self.is_dir(*c)).count();
+                2 + subdirs as u32
+            }
+            _ if node.detached => 0,
+            _ => nlink,
         };
         let mtime_ns = node.meta.mtime_ns.unwrap_or(self.cfg.mtime_secs.saturating_mul(NANOS));
         Some(Attr {

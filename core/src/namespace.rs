@@ -10,9 +10,9 @@ use crate::commits::Op;
 use crate::error::{Errno, FsError};
 use crate::fs::{Filesystem, Purpose, NAME_MAX};
 use crate::hub::{self, ContentSource, TreeEntry};
+use crate::inode::LocalMeta;
 use crate::inode::{Ino, NodeKind};
 use crate::listing::Waiter;
-use crate::inode::LocalMeta;
 use crate::request::{FileKind, Owner, Reply, Request, RequestId, SetAttr};
 use crate::time::Instant;
 
@@ -335,11 +335,9 @@ impl Filesystem {
             return None;
         }
         match &node.kind {
-            NodeKind::File { size, source: ContentSource::Xet { hash } } => Some(Op::Add {
-                xet_hash: hash.clone(),
-                size: *size,
-                mtime_ms: self.commit_mtime_ms(ino, now),
-            }),
+            NodeKind::File { size, source: ContentSource::Xet { hash } } => {
+                Some(Op::Add { xet_hash: hash.clone(), size: *size, mtime_ms: self.commit_mtime_ms(ino, now) })
+            }
             _ => None,
         }
     }

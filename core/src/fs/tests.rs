@@ -48,7 +48,13 @@ fn errno(reply: Reply) -> Errno {
 #[test]
 fn writes_are_read_only_and_local_answers_need_no_io() {
     let mut fs = fs();
-    assert_eq!(errno(answer(&mut fs, Request::Mkdir { parent: ROOT_INO, name: "d".into(), mode: 0o755, owner: Default::default() })), Errno::RoFs);
+    assert_eq!(
+        errno(answer(
+            &mut fs,
+            Request::Mkdir { parent: ROOT_INO, name: "d".into(), mode: 0o755, owner: Default::default() }
+        )),
+        Errno::RoFs
+    );
     assert_eq!(errno(answer(&mut fs, Request::Access { ino: ROOT_INO, write: true })), Errno::RoFs);
     assert_eq!(answer(&mut fs, Request::Access { ino: ROOT_INO, write: false }), Reply::Empty);
     assert_eq!(answer(&mut fs, Request::Flush { ino: ROOT_INO, fh: 1 }), Reply::Empty);

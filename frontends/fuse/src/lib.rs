@@ -222,7 +222,19 @@ impl hfm_io_smol::Notifier for FuseNotifier {
 fn dot_attr(ino: u64) -> FileAttr {
     let (uid, gid, perm) = (0, 0, 0o555);
     let (atime_ns, mtime_ns, ctime_ns, rdev) = (0, 0, 0, 0);
-    file_attr(&Attr { ino, size: 0, kind: FileKind::Directory, perm, nlink: 2, uid, gid, atime_ns, mtime_ns, ctime_ns, rdev })
+    file_attr(&Attr {
+        ino,
+        size: 0,
+        kind: FileKind::Directory,
+        perm,
+        nlink: 2,
+        uid,
+        gid,
+        atime_ns,
+        mtime_ns,
+        ctime_ns,
+        rdev,
+    })
 }
 
 fn owner(req: &FuseRequest) -> Owner {
