@@ -71,6 +71,14 @@ enum Cmd {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Upload one local file straight to the CAS with xet-core (no mount) and print the
+    /// throughput: the reference the mount's write path is measured against.
+    CasUpload {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -88,6 +96,7 @@ fn main() -> Result<()> {
         Cmd::CasDownload { endpoint, hash, size, cache_dir, out } => {
             rt.block_on(seed::cas_download(&endpoint, &hash, size, cache_dir, out))
         }
+        Cmd::CasUpload { endpoint, file } => rt.block_on(seed::cas_upload(&endpoint, &file)),
     }
 }
 

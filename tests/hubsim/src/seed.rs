@@ -205,6 +205,26 @@ async fn seed_bucket(endpoint: &str, token: Option<&str>, id: &str, from: &Path,
     Ok(())
 }
 
+/// Upload `file` to CAS the way the mount does (one xet-core session, finalized) and print MB/s.
+pub async fn cas_upload(endpoint: &str, file: &Path) -> Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let tok = get_json(&agent, &format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/')), None)?;
+    let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
+    let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
+    let exp = tok["exp"].as_u64().context("token has no exp")?;
+    let ctx = XetContext::default()?;
+    let config = Arc::new(default_config(&ctx, cas_url, Some((access, exp)), None, None)?);
+    let size = std::fs::metadata(file)?.len();
+    let started = std::time::Instant::now();
+    let session = FileUploadSession::new(config).await?;
+    let infos = session.upload_files([(file.to_path_buf(), Sha256Policy::Skip)]).await?;
+    session.finalize().await?;
+    let secs = started.elapsed().as_secs_f64();
+    let hash = infos.first().map(|i| i.hash().to_string()).unwrap_or_default();
+    println!("direct_upload_mb_s={:.1} seconds={secs:.3} hash={hash}", size as f64 / 1e6 / secs);
+    Ok(())
+}
+
 /// Stream `hash` from CAS with xet-core's own download path (bytes discarded, like `dd` to
 /// /dev/null on the mount) and print MB/s.
 pub async fn cas_download(
