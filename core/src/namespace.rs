@@ -208,9 +208,7 @@ impl Filesystem {
         }
         self.listings.remove_child(parent, ino);
         self.inodes.detach(ino);
-        if self.writes.get(&ino).is_some_and(|ws| ws.writers == 0) {
-            self.discard_write_state(ino, now);
-        }
+        self.forget_changes(ino, now);
     }
 
     pub(crate) fn rmdir(&mut self, id: RequestId, parent: Ino, name: String, now: Instant) {

@@ -38,6 +38,8 @@ pub(crate) struct WriteState {
     pub uploading: Option<u64>,
     /// Staging writes in flight; an upload waits until they are done.
     pub io: u32,
+    /// Staging reads in flight; the staging file is kept until they are done.
+    pub reads: u32,
     /// Requests waiting for the staging file to be ready.
     pub parked: Vec<(RequestId, Request)>,
     /// Requests waiting for the current content to be saved (link of a dirty file).
@@ -97,6 +99,7 @@ impl Filesystem {
             saved: 0,
             uploading: None,
             io: 0,
+            reads: 0,
             parked: Vec::new(),
             after_save: Vec::new(),
             sync_waiters: Vec::new(),
@@ -194,6 +197,7 @@ impl Filesystem {
                 self.reply_data(id, data);
             }
             Body::Staged => {
+                ws.reads += 1;
                 let op = StageOp::Read { path: ws.staging.clone(), range: offset..end };
                 self.stage(ino, Some(id), StageKind::Read, op);
             }
@@ -327,6 +331,7 @@ impl Filesystem {
             ws.writers == 0
                 && !ws.is_dirty()
                 && ws.io == 0
+                && ws.reads == 0
                 && ws.parked.is_empty()
                 && ws.after_save.is_empty()
                 && ws.sync_waiters.is_empty()
@@ -334,6 +339,19 @@ impl Filesystem {
         if idle {
             self.discard_write_state(ino, now);
         }
+    }
+
+    /// The file was removed: its changes no longer need saving (waiters are answered); the
+    /// state goes as soon as no staging IO or upload uses it.
+    pub(crate) fn forget_changes(&mut self, ino: Ino, now: Instant) {
+        if let Some(ws) = self.writes.get_mut(&ino) {
+            ws.saved = ws.generation;
+            ws.due = None;
+            for w in std::mem::take(&mut ws.sync_waiters) {
+                self.reply(w, Reply::Empty);
+            }
+        }
+        self.maybe_drop_write_state(ino, now);
     }
 
     /// Drop a file's write state (and its staging file) unconditionally.
@@ -530,9 +548,11 @@ impl Filesystem {
     ) {
         let path = self.inodes.path(ino);
         let result = result.map_err(|e| FsError { detail: format!("{path}: staging: {}", e.detail), ..e });
-        if matches!(kind, StageKind::Write { .. }) {
-            if let Some(ws) = self.writes.get_mut(&ino) {
-                ws.io = ws.io.saturating_sub(1);
+        if let Some(ws) = self.writes.get_mut(&ino) {
+            match kind {
+                StageKind::Write { .. } => ws.io = ws.io.saturating_sub(1),
+                StageKind::Read => ws.reads = ws.reads.saturating_sub(1),
+                _ => {}
             }
         }
         match (kind, result) {
