@@ -6,8 +6,10 @@ use crate::hub::{HubUrls, RepoRef};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// A repo at a 40-hex commit: immutable, so listings and bytes never go stale.
-    Repo { repo: RepoRef, commit: String },
+    /// A repo at a 40-hex commit: immutable, so listings and bytes never go stale. When the
+    /// mount was asked for a branch (or tag), `follow` names it: the poll resolves it again and
+    /// moves the mount to its new commit.
+    Repo { repo: RepoRef, commit: String, follow: Option<String> },
     /// A bucket (`ns/name`): mutable, re-checked after the metadata TTL and by the poll.
     Bucket { id: String },
 }
@@ -29,7 +31,8 @@ pub struct MountConfig {
     /// Wall-clock milliseconds since the epoch at the runtime's `Instant::ZERO` (for the
     /// mtimes the mount writes).
     pub wall_ms_at_zero: i64,
-    /// How often a bucket mount probes `updatedAt` for remote changes; `None` = never.
+    /// How often a bucket (its `updatedAt`) or a followed repo revision (its commit) is probed
+    /// for remote changes; `None` = never.
     pub poll_interval: Option<Duration>,
 }
 

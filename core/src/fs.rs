@@ -155,7 +155,8 @@ pub struct Filesystem {
     pub(crate) unreported: HashMap<Ino, FsError>,
     pub(crate) next_poll: Option<Instant>,
     pub(crate) poll_backoff: u32,
-    pub(crate) bucket_updated_at: Option<String>,
+    /// What the last poll saw: a bucket's `updatedAt` or a followed revision's commit.
+    pub(crate) remote_version: Option<String>,
     pub(crate) draining: bool,
     replies: VecDeque<(RequestId, Reply)>,
     effects: VecDeque<(EffectId, Effect)>,
@@ -167,9 +168,15 @@ pub struct Filesystem {
 impl Filesystem {
     pub fn new(cfg: MountConfig) -> Self {
         let cache = ReadCache::new(cfg.policy.cache_bytes);
-        let is_bucket = matches!(cfg.source, Source::Bucket { .. });
-        // The first poll runs at once: it records the `updatedAt` later polls compare with.
-        let next_poll = cfg.poll_interval.filter(|_| is_bucket).map(|_| Instant::ZERO);
+        // A bucket's first poll runs at once: it records the `updatedAt` later polls compare
+        // with. A followed repo revision starts from the commit resolved at mount time.
+        let (next_poll, remote_version) = match (&cfg.source, cfg.poll_interval) {
+            (Source::Bucket { .. }, Some(_)) => (Some(Instant::ZERO), None),
+            (Source::Repo { commit, follow: Some(_), .. }, Some(every)) => {
+                (Some(Instant::ZERO.saturating_add(every)), Some(commit.clone()))
+            }
+            _ => (None, None),
+        };
         Filesystem {
             inodes: InodeTable::new(&cfg.subfolder),
             cfg,
@@ -193,7 +200,7 @@ impl Filesystem {
             unreported: HashMap::new(),
             next_poll,
             poll_backoff: 0,
-            bucket_updated_at: None,
+            remote_version,
             draining: false,
             replies: VecDeque::new(),
             effects: VecDeque::new(),
@@ -331,7 +338,13 @@ impl Filesystem {
                 },
                 Purpose::Commit => self.on_committed(now),
                 Purpose::Poll => match completion {
-                    Completion::Http(resp) => self.on_poll(hub::parse_bucket_updated_at(&resp.body), now),
+                    Completion::Http(resp) => {
+                        let version = match self.cfg.source {
+                            Source::Bucket { .. } => hub::parse_bucket_updated_at(&resp.body),
+                            Source::Repo { .. } => hub::parse_revision_info(&resp.body).map(|info| info.sha),
+                        };
+                        self.on_poll(version, now)
+                    }
                     other => self.on_poll(Err(format!("{other:?}")), now),
                 },
                 Purpose::Scan { dir } => match completion {
@@ -495,7 +508,7 @@ impl Filesystem {
         let path = self.inodes.path(dir);
         let limit = self.cfg.policy.tree_page_limit;
         let url = match &self.cfg.source {
-            Source::Repo { repo, commit } => self.cfg.urls.tree(repo, commit, &path, limit),
+            Source::Repo { repo, commit, .. } => self.cfg.urls.tree(repo, commit, &path, limit),
             Source::Bucket { id } => self.cfg.urls.bucket_tree(id, &path, false, limit),
         };
         self.start_effect(Purpose::ListPage { dir }, Effect::HubGet { url });
@@ -581,7 +594,7 @@ impl Filesystem {
         self.next_fh += 1;
         self.open_files.insert(fh, OpenFile { ino, write });
         // Pinned commits never change: the kernel may keep its page cache across opens.
-        let keep_cache = matches!(self.cfg.source, Source::Repo { .. });
+        let keep_cache = matches!(self.cfg.source, Source::Repo { follow: None, .. });
         self.reply(id, Reply::Open { fh, keep_cache });
     }
 
@@ -662,7 +675,7 @@ impl Filesystem {
                     (ContentSource::Xet { hash }, _) => {
                         Effect::CasRange { xet_hash: hash.clone(), file_size: size, range: start..end }
                     }
-                    (ContentSource::Regular { .. }, Source::Repo { repo, commit }) => {
+                    (ContentSource::Regular { .. }, Source::Repo { repo, commit, .. }) => {
                         let url = self.cfg.urls.resolve(repo, commit, &self.inodes.path(ino));
                         Effect::HubRange { url, range: start..end }
                     }

@@ -1,5 +1,6 @@
-//! Freshness of a bucket mount: merging a (re-)listing into the tree and the background poll
-//! that probes the bucket's `updatedAt` and re-lists loaded directories when it moved.
+//! Freshness of a bucket mount (and of a repo mounted at a branch): merging a (re-)listing into
+//! the tree and the background poll that probes the bucket's `updatedAt` (or resolves the
+//! branch again) and re-lists loaded directories when it moved.
 //!
 //! Local state always wins over what the Hub shows: a file being written, a path with a
 //! commit op still queued, and anything created in the mount and not yet committed are kept
@@ -106,21 +107,28 @@ impl Filesystem {
 
     pub(crate) fn start_poll(&mut self, _now: Instant) {
         self.next_poll = None;
-        let Source::Bucket { id } = &self.cfg.source else { return };
-        let url = self.cfg.urls.bucket_info(id);
+        let url = match &self.cfg.source {
+            Source::Bucket { id } => self.cfg.urls.bucket_info(id),
+            Source::Repo { repo, follow: Some(rev), .. } => self.cfg.urls.revision_info(repo, rev),
+            Source::Repo { follow: None, .. } => return,
+        };
         self.stats.polls += 1;
         self.start_effect(Purpose::Poll, Effect::HubGet { url });
     }
 
     pub(crate) fn on_poll(&mut self, result: Result<String, String>, now: Instant) {
         match result {
-            Ok(updated) => {
+            Ok(version) => {
                 self.poll_backoff = 0;
-                let changed = self.bucket_updated_at.as_ref().is_some_and(|seen| *seen != updated);
-                self.bucket_updated_at = Some(updated);
+                let changed = self.remote_version.as_ref().is_some_and(|seen| *seen != version);
                 if changed {
+                    if let Source::Repo { commit, .. } = &mut self.cfg.source {
+                        *commit = version.clone();
+                    }
+                    self.log(LogLevel::Debug, format!("remote changed ({version}): re-listing"));
                     self.refresh_loaded();
                 }
+                self.remote_version = Some(version);
             }
             Err(e) => {
                 if e.contains("401") || e.contains("hub_denied") {

@@ -199,7 +199,7 @@ fn run(seed: u64) {
     let policy = ReadPolicy { cache_bytes: 1 << 20 | rng.below(8 << 20), ..ReadPolicy::default() };
     let cfg = MountConfig {
         urls,
-        source: Source::Repo { repo, commit },
+        source: Source::Repo { repo, commit, follow: None },
         subfolder: String::new(),
         uid: 1,
         gid: 1,

@@ -17,7 +17,7 @@ fuzz_target!(|input: (Vec<u8>, String, String, bool)| {
         (Source::Bucket { id: "a/b".into() }, WriteMode::Advanced)
     } else {
         let repo = RepoRef { kind: RepoKind::Model, id: "a/b".into() };
-        (Source::Repo { repo, commit: "0".repeat(40) }, WriteMode::ReadOnly)
+        (Source::Repo { repo, commit: "0".repeat(40), follow: None }, WriteMode::ReadOnly)
     };
     let cfg = MountConfig {
         urls: HubUrls::new("http://hub"),

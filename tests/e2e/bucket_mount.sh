@@ -11,8 +11,7 @@ source "$here/lib.sh"
 
 start_hubsim
 api() { python3 "$here/bucket_api.py" "$ep" "$@"; }
-# Namespace changes reach the bucket asynchronously (fsync waits for them): poll for them.
-eventually() { for _ in $(seq 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done; "$@"; }
+# Namespace changes reach the bucket asynchronously (fsync waits for them): `eventually`.
 in_bucket() { api alice/bk tree | grep -q "^$1 "; }
 not_in_bucket() { ! api alice/bk tree | grep -q "^$1"; }
 hash_of() { api alice/bk tree | awk -v p="$1" '$1 == p { print $3 }'; }

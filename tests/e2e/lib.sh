@@ -18,14 +18,18 @@ check() { # check NAME COMMAND...
   else fail=$((fail+1)); echo "FAIL $name"; sed 's/^/     /' "$work/out" | tail -20; fi
 }
 
+MOUNT_EXTRA=()  # flags every `mounted` call adds (a script may set it)
 mounted() { # mounted NAME ARGS... -> mounts at $work/mnt/NAME, waits until usable
   local name=$1; shift
   mkdir -p "$work/mnt/$name"
-  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/cache-$name" "$@" "$work/mnt/$name" >"$work/mount-$name.log" 2>&1 &
+  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/cache-$name" "${MOUNT_EXTRA[@]}" "$@" "$work/mnt/$name" >"$work/mount-$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do mountpoint -q "$work/mnt/$name" && return 0; sleep 0.1; done
   cat "$work/mount-$name.log"; return 1
 }
+
+# Retry a check for up to 15 s (for changes that arrive asynchronously: commits, polls).
+eventually() { for _ in $(seq 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done; "$@"; }
 
 listing() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort); }
 

@@ -6,6 +6,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../target}/release
 big_mib=${E2E_BIG_MIB:-210}
 source "$here/lib.sh"
+# Hub request counts are checked below: no background polls, except where a test asks for one.
+MOUNT_EXTRA=(--poll-interval-secs 0)
 
 echo "# seeding hubsim (big file ${big_mib} MiB)"
 start_hubsim
@@ -108,6 +110,18 @@ check "unknown revision refused" refused "RevisionNotFound" repo alice/e2e "$wor
 check "missing subfolder refused" refused "EntryNotFound" repo alice/e2e/not/here "$work/mnt/refused"
 check "missing mountpoint refused" refused "mountpoint" repo alice/e2e "$work/does-not-exist"
 check "bad repo id refused" refused "invalid repo id" repo justname "$work/mnt/refused"
+
+MOUNT_EXTRA=()
+mounted follow --poll-interval-secs 1 --metadata-ttl-ms 300 repo alice/e2e
+cat "$work/mnt/follow/README.md" "$work/mnt/follow/added-in-v2.txt" >/dev/null
+cp -a "$work/v2" "$work/v3"
+echo "# e2e repo, version 3" > "$work/v3/README.md"; echo three > "$work/v3/added-in-v3.txt"; rm "$work/v3/added-in-v2.txt"
+"$bin/hubsim" seed --endpoint "$ep" --token alice-token repo alice/e2e --from "$work/v3" >/dev/null
+check "a branch mount follows a new commit: changed file" eventually grep -q "version 3" "$work/mnt/follow/README.md"
+check "a branch mount follows a new commit: new file" eventually test -f "$work/mnt/follow/added-in-v3.txt"
+check "a branch mount follows a new commit: removed file" eventually test ! -e "$work/mnt/follow/added-in-v2.txt"
+check "a commit-sha mount never moves" diff "$work/v2/README.md" "$work/mnt/sha/README.md"
+MOUNT_EXTRA=(--poll-interval-secs 0)
 
 check "SIGTERM unmounts cleanly" bash -c "pid=\$(pgrep -f 'hf-mount-fuse.*$work/mnt/sha\$'); kill -TERM \$pid; for i in \$(seq 50); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 \$pid 2>/dev/null && ! mountpoint -q '$work/mnt/sha'"
 

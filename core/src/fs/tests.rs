@@ -28,7 +28,7 @@ fn config(source: Source, mode: WriteMode) -> MountConfig {
 
 fn fs() -> Filesystem {
     let repo = hub::RepoRef { kind: hub::RepoKind::Model, id: "a/b".into() };
-    Filesystem::new(config(Source::Repo { repo, commit: "0".repeat(40) }, WriteMode::ReadOnly))
+    Filesystem::new(config(Source::Repo { repo, commit: "0".repeat(40), follow: None }, WriteMode::ReadOnly))
 }
 
 fn answer(fs: &mut Filesystem, req: Request) -> Reply {

@@ -189,8 +189,12 @@ fn repo_target(o: &MountOpts, hub: &HubClient, urls: &HubUrls, id: &str) -> Resu
     let repo = hub::RepoRef { kind: repo.kind, id: info.id.clone() };
     let read_token_url = urls.xet_read_token(&repo, &info.sha);
     let label = format!("{}@{}", info.id, &info.sha[..12]);
-    let source = Source::Repo { repo, commit: info.sha };
-    let cfg = base_config(o, urls, source, subfolder, info.last_modified.unwrap_or(0));
+    // A branch or tag is followed (re-resolved by the poll); a commit sha is pinned for good.
+    let pinned = o.revision.len() == 40 && o.revision.bytes().all(|b| b.is_ascii_hexdigit());
+    let follow = (!pinned).then(|| o.revision.clone());
+    let source = Source::Repo { repo, commit: info.sha, follow };
+    let mut cfg = base_config(o, urls, source, subfolder, info.last_modified.unwrap_or(0));
+    cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
     Ok(Target { cfg, read_token_url, write_token_url: None, label })
 }
 
