@@ -561,7 +561,17 @@ impl Filesystem {
     }
 
     fn fail_listing(&mut self, dir: Ino, err: FsError) {
-        for waiter in self.listings.fail(dir) {
+        let shown = match self.inodes.path(dir) {
+            p if p.is_empty() => "/".to_string(),
+            p => p,
+        };
+        let err = FsError { detail: format!("listing {shown}: {}", err.detail), ..err };
+        let waiters = self.listings.fail(dir);
+        if waiters.is_empty() {
+            // A background re-listing: nobody to tell but the log.
+            self.log(LogLevel::Warn, format!("{err}"));
+        }
+        for waiter in waiters {
             let req = match waiter {
                 Waiter::Lookup { req, .. } | Waiter::ReadDir { req, .. } => req,
                 Waiter::Retry { req } => {

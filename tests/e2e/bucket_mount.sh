@@ -157,6 +157,19 @@ try: os.fsync(fd); raise SystemExit('fsync succeeded')
 except OSError as e: assert e.errno == errno.ENOSPC, e"
 curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
 
+fault '{"path_contains":"/batch","count":1,"status":403}'
+check "403 from the Hub is EACCES" python3 -c "
+import os, errno
+fd = os.open('$am/denied.txt', os.O_WRONLY | os.O_CREAT); os.write(fd, b'x')
+try: os.fsync(fd); raise SystemExit('fsync succeeded')
+except OSError as e: assert e.errno == errno.EACCES, e"
+fault '{"path_contains":"/batch","count":2,"status":429}'
+check "429s are retried after their RateLimit delay, then succeed" python3 -c "
+import os
+fd = os.open('$am/limited.txt', os.O_WRONLY | os.O_CREAT); os.write(fd, b'patience'); os.fsync(fd)"
+check "the rate-limited file is in the bucket" bucket_has limited.txt patience
+curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
+
 check "SIGTERM drains pending writes before exiting" bash -c "echo drained > '$am/late.txt'; pid=\$(pgrep -f 'hf-mount-fuse.*$work/mnt/a\$'); kill -TERM \$pid; for i in \$(seq 100); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 \$pid 2>/dev/null && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat late.txt)\" = drained"
 
 echo "$pass passed, $fail failed"
