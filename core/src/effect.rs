@@ -23,9 +23,9 @@ pub enum Effect {
     HubPost { url: String, content_type: &'static str, body: Bytes },
     /// A local staging-file operation; the completion is `Done` (or `Bytes` for reads).
     Stage(StageOp),
-    /// Upload content to CAS with a write token and finalize it (xorbs and shard); the
-    /// completion is `Uploaded`.
-    Upload(UploadSource),
+    /// Upload files to CAS with a write token, in one session finalized at the end (xorbs and
+    /// shard); the completion is `Uploaded`, one entry per source, in order.
+    Upload(Vec<UploadSource>),
 }
 
 /// Staging files hold the content of files being written, named by core, owned by effects.
@@ -128,10 +128,7 @@ pub enum Completion {
     Bytes(Vec<Bytes>),
     /// A staging operation without data to return succeeded.
     Done,
-    /// An upload succeeded: the content's xet file hash and size.
-    Uploaded {
-        xet_hash: String,
-        size: u64,
-    },
+    /// An upload succeeded: each file's xet hash and size, in the order of the sources.
+    Uploaded(Vec<(String, u64)>),
     Failed(EffectFailure),
 }

@@ -64,9 +64,9 @@ pub(crate) enum Purpose {
         req: Option<RequestId>,
         kind: StageKind,
     },
+    /// One upload session for several files: (file, generation uploaded) per source.
     Upload {
-        ino: Ino,
-        generation: u64,
+        files: Vec<(Ino, u64)>,
     },
     Commit,
     Poll,
@@ -151,6 +151,8 @@ pub struct Filesystem {
     pub(crate) retry_requests: HashMap<RequestId, Request>,
     /// Names staging files uniquely.
     pub(crate) next_stage: u64,
+    /// Upload effects in flight (bounded by `MAX_UPLOADS`).
+    pub(crate) uploads_in_flight: usize,
     /// Errors of background work (upload, commit) not yet reported to the file's user.
     pub(crate) unreported: HashMap<Ino, FsError>,
     pub(crate) next_poll: Option<Instant>,
@@ -197,6 +199,7 @@ impl Filesystem {
             scanned: HashMap::new(),
             retry_requests: HashMap::new(),
             next_stage: 0,
+            uploads_in_flight: 0,
             unreported: HashMap::new(),
             next_poll,
             poll_backoff: 0,
@@ -332,9 +335,19 @@ impl Filesystem {
                     other => self.fail_fetch(id, ino, range, unexpected(&other)),
                 },
                 Purpose::Stage { ino, req, kind } => self.on_staged(ino, req, kind, Ok(completion), now),
-                Purpose::Upload { ino, generation } => match completion {
-                    Completion::Uploaded { xet_hash, size } => self.on_uploaded(ino, generation, xet_hash, size, now),
-                    other => self.on_upload_failed(ino, generation, unexpected(&other), now),
+                Purpose::Upload { files } => match completion {
+                    Completion::Uploaded(results) if results.len() == files.len() => {
+                        self.upload_done();
+                        for ((ino, generation), (xet_hash, size)) in files.into_iter().zip(results) {
+                            self.on_uploaded(ino, generation, xet_hash, size, now);
+                        }
+                    }
+                    other => {
+                        self.upload_done();
+                        for (ino, _) in files {
+                            self.on_upload_failed(ino, unexpected(&other), now);
+                        }
+                    }
                 },
                 Purpose::Commit => self.on_committed(now),
                 Purpose::Poll => match completion {
@@ -798,7 +811,12 @@ impl Filesystem {
             Purpose::ListPage { dir } => self.fail_listing(dir, err),
             Purpose::Fetch { ino, range } => self.fail_fetch(id, ino, range, err),
             Purpose::Stage { ino, req, kind } => self.on_staged(ino, req, kind, Err(err), now),
-            Purpose::Upload { ino, generation } => self.on_upload_failed(ino, generation, err, now),
+            Purpose::Upload { files } => {
+                self.upload_done();
+                for (ino, _) in files {
+                    self.on_upload_failed(ino, err.clone(), now);
+                }
+            }
             Purpose::Commit => self.on_commit_failed(err, now),
             Purpose::Poll => self.on_poll(Err(err.to_string()), now),
             Purpose::Scan { dir } => self.fail_scan(dir, err),
@@ -911,7 +929,7 @@ fn unexpected(c: &Completion) -> FsError {
         Completion::Http(_) => "an HTTP response",
         Completion::Bytes(_) => "bytes",
         Completion::Done => "done",
-        Completion::Uploaded { .. } => "an upload",
+        Completion::Uploaded(_) => "an upload",
         Completion::Failed(_) => "a failure",
     };
     FsError::new(Errno::Io, "internal", format!("effect completed with {kind}"))

@@ -19,6 +19,13 @@ use crate::inode::{Ino, NodeKind};
 use crate::request::{Reply, Request, RequestId};
 use crate::time::Instant;
 
+/// Upload effects in flight at most (each holds an xet-core session and its buffers).
+const MAX_UPLOADS: usize = 4;
+/// Files per upload session at most.
+const UPLOAD_BATCH_FILES: usize = 256;
+/// Bytes per upload session, above which a batch is closed (a larger file goes alone).
+const UPLOAD_BATCH_BYTES: u64 = 64 << 20;
+
 #[derive(Debug)]
 pub(crate) enum Body {
     /// Streaming mode, until the file outgrows the memory limit.
@@ -387,35 +394,60 @@ impl Filesystem {
             })
             .map(|(ino, _)| *ino)
             .collect();
+        // Due files go out together: one upload session (one shard) per batch of up to
+        // `UPLOAD_BATCH_FILES` files or `UPLOAD_BATCH_BYTES`, at most `MAX_UPLOADS` at a time.
+        let mut batch: Vec<(Ino, u64)> = Vec::new();
+        let mut sources = Vec::new();
+        let mut batch_bytes = 0u64;
         for ino in due {
             if self.inodes.get(ino).is_none_or(|n| n.detached) {
                 self.discard_write_state(ino, now);
                 continue;
             }
-            self.start_upload(ino, now);
+            let size = match self.inodes.get(ino).map(|n| &n.kind) {
+                Some(NodeKind::File { size, .. }) => *size,
+                _ => 0,
+            };
+            let ws = self.writes.get_mut(&ino).expect("listed above");
+            if size == 0 {
+                // The empty file has a fixed hash and nothing to upload.
+                let generation = ws.generation;
+                ws.uploading = Some(generation);
+                ws.due = None;
+                self.on_uploaded(ino, generation, hub::EMPTY_FILE_HASH.to_string(), 0, now);
+                continue;
+            }
+            if self.uploads_in_flight >= MAX_UPLOADS {
+                continue;
+            }
+            ws.uploading = Some(ws.generation);
+            ws.due = None;
+            batch.push((ino, ws.generation));
+            sources.push(match &ws.body {
+                Body::Memory(chunks) => UploadSource::Memory(chunks.clone()),
+                Body::Staged => UploadSource::File(ws.staging.clone()),
+            });
+            batch_bytes += size;
+            if batch.len() >= UPLOAD_BATCH_FILES || batch_bytes >= UPLOAD_BATCH_BYTES {
+                self.start_upload(std::mem::take(&mut batch), std::mem::take(&mut sources));
+                batch_bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.start_upload(batch, sources);
         }
         self.maybe_commit(now);
     }
 
-    fn start_upload(&mut self, ino: Ino, now: Instant) {
-        let size = match self.inodes.get(ino).map(|n| &n.kind) {
-            Some(NodeKind::File { size, .. }) => *size,
-            _ => 0,
-        };
-        let ws = self.writes.get_mut(&ino).expect("caller checked");
-        let generation = ws.generation;
-        ws.uploading = Some(generation);
-        ws.due = None;
-        if size == 0 {
-            // The empty file has a fixed hash and nothing to upload.
-            return self.on_uploaded(ino, generation, hub::EMPTY_FILE_HASH.to_string(), 0, now);
-        }
-        let source = match &ws.body {
-            Body::Memory(chunks) => UploadSource::Memory(chunks.clone()),
-            Body::Staged => UploadSource::File(ws.staging.clone()),
-        };
-        self.stats.uploads += 1;
-        self.start_effect(Purpose::Upload { ino, generation }, Effect::Upload(source));
+    fn start_upload(&mut self, files: Vec<(Ino, u64)>, sources: Vec<UploadSource>) {
+        self.stats.uploads += files.len() as u64;
+        self.uploads_in_flight += 1;
+        self.start_effect(Purpose::Upload { files }, Effect::Upload(sources));
+    }
+
+    /// An upload effect finished (each of its files is then handled on its own).
+    pub(crate) fn upload_done(&mut self) {
+        self.uploads_in_flight = self.uploads_in_flight.saturating_sub(1);
     }
 
     pub(crate) fn on_uploaded(&mut self, ino: Ino, generation: u64, xet_hash: String, size: u64, now: Instant) {
@@ -460,7 +492,7 @@ impl Filesystem {
         self.maybe_drop_write_state(ino, now);
     }
 
-    pub(crate) fn on_upload_failed(&mut self, ino: Ino, _generation: u64, err: FsError, now: Instant) {
+    pub(crate) fn on_upload_failed(&mut self, ino: Ino, err: FsError, now: Instant) {
         let path = self.inodes.path(ino);
         let retry_at = now.saturating_add(self.cfg.writes.commit_retry);
         let Some(ws) = self.writes.get_mut(&ino) else { return };

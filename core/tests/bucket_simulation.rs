@@ -113,21 +113,28 @@ impl World {
                 self.updates += 1;
                 http(200, "{}".into())
             }
-            Effect::Upload(source) => {
-                let data: Vec<u8> = match source {
-                    UploadSource::Memory(chunks) => chunks.iter().flat_map(|c| c.iter().copied()).collect(),
-                    // A staging file removed meanwhile (its file was deleted): the upload fails.
-                    UploadSource::File(p) => match self.disk.get(p) {
-                        Some(d) => d.clone(),
-                        None => {
-                            return Completion::Failed(EffectFailure::new(FailureKind::Permanent, None, "no such file"))
-                        }
-                    },
-                };
-                let hash = content_hash(&data);
-                let size = data.len() as u64;
-                self.cas.insert(hash.clone(), Bytes::from(data));
-                Completion::Uploaded { xet_hash: hash, size }
+            Effect::Upload(sources) => {
+                let mut out = Vec::new();
+                for source in sources {
+                    let data: Vec<u8> = match source {
+                        UploadSource::Memory(chunks) => chunks.iter().flat_map(|c| c.iter().copied()).collect(),
+                        // A staging file removed meanwhile (its file was deleted): the upload fails.
+                        UploadSource::File(p) => match self.disk.get(p) {
+                            Some(d) => d.clone(),
+                            None => {
+                                return Completion::Failed(EffectFailure::new(
+                                    FailureKind::Permanent,
+                                    None,
+                                    "no such file",
+                                ))
+                            }
+                        },
+                    };
+                    let hash = content_hash(&data);
+                    out.push((hash.clone(), data.len() as u64));
+                    self.cas.insert(hash, Bytes::from(data));
+                }
+                Completion::Uploaded(out)
             }
             Effect::CasRange { xet_hash, range, .. } => {
                 Completion::Bytes(vec![self.content(xet_hash).slice(range.start as usize..range.end as usize)])

@@ -37,7 +37,7 @@ impl Executor {
             Effect::HubPost { url, content_type, body } => self.hub.post(url, content_type, body).map(Completion::Http),
             Effect::Stage(op) => stage::execute(op, &self.cas),
             Effect::Upload(source) => match &self.writer {
-                Some(w) => w.upload(source).map(|(xet_hash, size)| Completion::Uploaded { xet_hash, size }),
+                Some(w) => w.upload(source).map(Completion::Uploaded),
                 None => Err(hfm_core::EffectFailure::new(
                     hfm_core::FailureKind::Permanent,
                     None,

@@ -44,39 +44,42 @@ impl CasWriter {
         Ok(config)
     }
 
-    /// Upload `source` and return its xet hash and size once CAS holds it durably.
-    pub fn upload(&self, source: &UploadSource) -> Result<(String, u64), EffectFailure> {
+    /// Upload `sources` in one session and return each one's xet hash and size, in order,
+    /// once CAS holds them durably (the session is finalized first).
+    pub fn upload(&self, sources: &[UploadSource]) -> Result<Vec<(String, u64)>, EffectFailure> {
         let config = self.config()?;
-        let source = source.clone();
+        let sources = sources.to_vec();
         let task = async move {
             let session = FileUploadSession::new(config).await.map_err(|e| e.to_string())?;
-            let info: XetFileInfo = match source {
-                UploadSource::Memory(chunks) => {
-                    let size = chunks.iter().map(Bytes::len).sum::<usize>() as u64;
-                    let (_, mut cleaner) =
-                        session.start_clean(None, Some(size), Sha256Policy::Skip).map_err(|e| e.to_string())?;
-                    for chunk in chunks {
-                        cleaner.add_data_from_bytes(chunk).await.map_err(|e| e.to_string())?;
+            let mut infos: Vec<XetFileInfo> = Vec::with_capacity(sources.len());
+            for source in sources {
+                infos.push(match source {
+                    UploadSource::Memory(chunks) => {
+                        let size = chunks.iter().map(Bytes::len).sum::<usize>() as u64;
+                        let (_, mut cleaner) =
+                            session.start_clean(None, Some(size), Sha256Policy::Skip).map_err(|e| e.to_string())?;
+                        for chunk in chunks {
+                            cleaner.add_data_from_bytes(chunk).await.map_err(|e| e.to_string())?;
+                        }
+                        cleaner.finish().await.map_err(|e| e.to_string())?.0
                     }
-                    cleaner.finish().await.map_err(|e| e.to_string())?.0
-                }
-                UploadSource::File(path) => session
-                    .upload_files([(path, Sha256Policy::Skip)])
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .pop()
-                    .ok_or("no file info returned")?,
-            };
+                    UploadSource::File(path) => session
+                        .upload_files([(path, Sha256Policy::Skip)])
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .pop()
+                        .ok_or("no file info returned")?,
+                });
+            }
             session.finalize().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(info)
+            Ok::<_, String>(infos)
         };
-        let info = self
+        let infos = self
             .ctx
             .runtime
             .external_run_async_task(task)
             .map_err(|e| cas_failure("xet runtime", e))?
             .map_err(|e| cas_failure("uploading to CAS", e))?;
-        let size = info.file_size().unwrap_or_default();
-        Ok((info.hash().to_string(), size))
+        Ok(infos.iter().map(|i| (i.hash().to_string(), i.file_size().unwrap_or_default())).collect())
     }
 }
