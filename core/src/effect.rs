@@ -41,23 +41,24 @@ pub enum StageOp {
         xet_hash: String,
         size: u64,
     },
-    /// Write `data` (consecutive pieces) at `offset`.
-    Write {
+    /// Apply `edits` in order (the file is created if missing).
+    Edit {
         path: String,
-        offset: u64,
-        data: Vec<Bytes>,
+        edits: Vec<StageEdit>,
     },
     Read {
         path: String,
         range: Range<u64>,
     },
-    Truncate {
-        path: String,
-        size: u64,
-    },
     Remove {
         path: String,
     },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StageEdit {
+    Write { offset: u64, data: Bytes },
+    Truncate { size: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -80,12 +80,9 @@ pub(crate) enum Purpose {
 pub(crate) enum StageKind {
     /// Create or fill the staging file before any other use.
     Prepare,
-    /// A write whose reply is `Written { size }`.
-    Write {
-        size: u32,
-    },
+    /// A batch of queued writes and truncations (the file's `edit_in_flight`).
+    Edit,
     Read,
-    Truncate,
     Remove,
 }
 

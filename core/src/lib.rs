@@ -21,7 +21,9 @@ pub mod time;
 mod writes;
 
 pub use config::MountConfig;
-pub use effect::{Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, StageOp, UploadSource};
+pub use effect::{
+    Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, StageEdit, StageOp, UploadSource,
+};
 pub use error::{Errno, FsError};
 pub use fs::Filesystem;
 pub use inode::{Ino, ROOT_INO};

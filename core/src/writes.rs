@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::commits::Op;
 use crate::config::WriteMode;
-use crate::effect::{Completion, Effect, StageOp, UploadSource};
+use crate::effect::{Completion, Effect, StageEdit, StageOp, UploadSource};
 use crate::error::{Errno, FsError, LogLevel};
 use crate::fs::{Filesystem, Purpose, StageKind};
 use crate::hub::{self, ContentSource};
@@ -19,6 +19,9 @@ use crate::inode::{Ino, NodeKind};
 use crate::request::{Reply, Request, RequestId};
 use crate::time::Instant;
 
+/// Written bytes a file may hold in memory waiting for its staging file before a write's
+/// reply waits for the disk (write-behind budget).
+const WRITE_BEHIND_BYTES: u64 = 32 << 20;
 /// Upload effects in flight at most (each holds an xet-core session and its buffers).
 const MAX_UPLOADS: usize = 4;
 /// Files per upload session at most.
@@ -43,8 +46,14 @@ pub(crate) struct WriteState {
     pub generation: u64,
     pub saved: u64,
     pub uploading: Option<u64>,
-    /// Staging writes in flight; an upload waits until they are done.
-    pub io: u32,
+    /// Writes and truncations not yet sent to the staging file, in order.
+    pub queue: Vec<StageEdit>,
+    /// Replies owed for queued writes past the write-behind budget, sent when applied.
+    pub queue_replies: Vec<(RequestId, u32)>,
+    pub queued_bytes: u64,
+    /// The batch of edits being applied (its owed replies), at most one at a time so edits
+    /// apply in order.
+    pub edit_in_flight: Option<(Vec<(RequestId, u32)>, u64)>,
     /// Staging reads in flight; the staging file is kept until they are done.
     pub reads: u32,
     /// Requests waiting for the staging file to be ready.
@@ -63,6 +72,16 @@ pub(crate) struct WriteState {
 impl WriteState {
     pub fn is_dirty(&self) -> bool {
         self.generation > self.saved || self.uploading.is_some()
+    }
+
+    /// Every acknowledged write has reached the staging file.
+    fn edits_applied(&self) -> bool {
+        self.queue.is_empty() && self.edit_in_flight.is_none()
+    }
+
+    /// Bytes of written data held in memory until the staging file has it.
+    fn unapplied_bytes(&self) -> u64 {
+        self.queued_bytes + self.edit_in_flight.as_ref().map_or(0, |(_, b)| *b)
     }
 
     fn touch(&mut self, now: Instant) {
@@ -105,7 +124,10 @@ impl Filesystem {
             generation: 0,
             saved: 0,
             uploading: None,
-            io: 0,
+            queue: Vec::new(),
+            queue_replies: Vec::new(),
+            queued_bytes: 0,
+            edit_in_flight: None,
             reads: 0,
             parked: Vec::new(),
             after_save: Vec::new(),
@@ -168,19 +190,44 @@ impl Filesystem {
                 return self.reply(id, Reply::Written { size: len as u32 });
             }
             // Past the memory limit: move what is buffered to the staging file, then go on there.
-            let buffered = std::mem::take(chunks);
+            let mut at = 0;
+            for chunk in std::mem::take(chunks) {
+                let len = chunk.len() as u64;
+                ws.queued_bytes += len;
+                ws.queue.push(StageEdit::Write { offset: at, data: chunk });
+                at += len;
+            }
             ws.body = Body::Staged;
-            ws.io += 1;
-            let op = StageOp::Write { path: ws.staging.clone(), offset: 0, data: buffered };
-            self.stage(ino, None, StageKind::Write { size: 0 }, op);
         }
+        // Write-behind: acknowledged once queued, unless too much is already waiting for the
+        // staging file; then the reply waits until this write is applied.
         let ws = self.writes.get_mut(&ino).expect("ensured above");
-        ws.io += 1;
+        let owed = ws.unapplied_bytes() + len > WRITE_BEHIND_BYTES;
+        ws.queued_bytes += len;
+        ws.queue.push(StageEdit::Write { offset, data });
+        if owed {
+            ws.queue_replies.push((id, len as u32));
+        }
         ws.touch(now);
-        let op = StageOp::Write { path: ws.staging.clone(), offset, data: vec![data] };
-        self.stage(ino, Some(id), StageKind::Write { size: len as u32 }, op);
         self.set_size(ino, size.max(end));
         self.touch_mtime(ino, now);
+        if !owed {
+            self.reply(id, Reply::Written { size: len as u32 });
+        }
+        self.send_edits(ino);
+    }
+
+    /// Send the queued edits of `ino` as one staging effect, if none is being applied.
+    fn send_edits(&mut self, ino: Ino) {
+        let Some(ws) = self.writes.get_mut(&ino) else { return };
+        if ws.edit_in_flight.is_some() || ws.queue.is_empty() || !ws.ready {
+            return;
+        }
+        let edits = std::mem::take(&mut ws.queue);
+        let bytes = std::mem::take(&mut ws.queued_bytes);
+        ws.edit_in_flight = Some((std::mem::take(&mut ws.queue_replies), bytes));
+        let op = StageOp::Edit { path: ws.staging.clone(), edits };
+        self.stage(ino, None, StageKind::Edit, op);
     }
 
     /// Read from a file being written (its newest content).
@@ -190,7 +237,8 @@ impl Filesystem {
             _ => 0,
         };
         let ws = self.writes.get_mut(&ino).expect("caller checked");
-        if !ws.ready {
+        // A read sees every acknowledged write: it waits until they reached the staging file.
+        if !ws.ready || (matches!(ws.body, Body::Staged) && !ws.edits_applied()) {
             ws.parked.push((id, Request::Read { ino, fh: None, offset, size }));
             return;
         }
@@ -245,12 +293,12 @@ impl Filesystem {
                 self.answer_attr(req, ino);
             }
             Body::Staged => {
-                // Later writes and reads wait for the truncation, so they cannot overtake it.
-                ws.ready = false;
+                // Queued behind earlier writes, so it applies in order.
+                ws.queue.push(StageEdit::Truncate { size: new_size });
                 ws.touch(now);
-                let op = StageOp::Truncate { path: ws.staging.clone(), size: new_size };
-                self.stage(ino, req, StageKind::Truncate, op);
                 self.set_size(ino, new_size);
+                self.answer_attr(req, ino);
+                self.send_edits(ino);
             }
         }
         self.touch_mtime(ino, now);
@@ -337,7 +385,7 @@ impl Filesystem {
         let idle = self.writes.get(&ino).is_some_and(|ws| {
             ws.writers == 0
                 && !ws.is_dirty()
-                && ws.io == 0
+                && ws.edits_applied()
                 && ws.reads == 0
                 && ws.parked.is_empty()
                 && ws.after_save.is_empty()
@@ -387,7 +435,7 @@ impl Filesystem {
             .iter()
             .filter(|(_, ws)| {
                 ws.ready
-                    && ws.io == 0
+                    && ws.edits_applied()
                     && ws.uploading.is_none()
                     && ws.generation > ws.saved
                     && (draining || ws.due.is_some_and(|d| d <= now))
@@ -511,7 +559,7 @@ impl Filesystem {
     }
 
     /// Send the pending commit ops if none are in flight and nothing argues for waiting: no
-    /// upload still running (their adds should share the batch) unless the batch window ran out.
+    /// upload running or due (their adds should share the batch) unless the batch window ran out.
     fn maybe_commit(&mut self, now: Instant) {
         if self.commits.in_flight() || !self.commits.has_pending() {
             return;
@@ -521,7 +569,11 @@ impl Filesystem {
         }
         let window_over =
             self.commits.oldest().is_some_and(|t| t.saturating_add(self.cfg.writes.flush_max_batch_window) <= now);
-        let uploading = self.writes.values().any(|ws| ws.uploading.is_some());
+        // A file uploading, or due to upload now, should land in the same batch.
+        let uploading = self
+            .writes
+            .values()
+            .any(|ws| ws.uploading.is_some() || (ws.generation > ws.saved && ws.due.is_some_and(|d| d <= now)));
         if uploading && !window_over && !self.draining {
             return;
         }
@@ -580,22 +632,18 @@ impl Filesystem {
     ) {
         let path = self.inodes.path(ino);
         let result = result.map_err(|e| FsError { detail: format!("{path}: staging: {}", e.detail), ..e });
-        if let Some(ws) = self.writes.get_mut(&ino) {
-            match kind {
-                StageKind::Write { .. } => ws.io = ws.io.saturating_sub(1),
-                StageKind::Read => ws.reads = ws.reads.saturating_sub(1),
-                _ => {}
-            }
+        if let (Some(ws), StageKind::Read) = (self.writes.get_mut(&ino), kind) {
+            ws.reads = ws.reads.saturating_sub(1);
         }
         match (kind, result) {
-            (StageKind::Prepare | StageKind::Truncate, Ok(_)) => {
+            (StageKind::Prepare, Ok(_)) => {
                 let Some(ws) = self.writes.get_mut(&ino) else { return };
                 ws.ready = true;
                 let parked = std::mem::take(&mut ws.parked);
-                self.answer_attr(req, ino);
                 for (id, r) in parked {
                     self.dispatch(id, r, now);
                 }
+                self.send_edits(ino);
             }
             (StageKind::Prepare, Err(e)) => {
                 // Nothing was written yet: forget the state; the next write prepares again.
@@ -606,20 +654,31 @@ impl Filesystem {
                     }
                 }
             }
-            (StageKind::Truncate, Err(e)) => {
-                self.log(LogLevel::Warn, format!("{e}"));
-                if let Some(id) = req {
-                    self.fail(id, e);
-                }
+            (StageKind::Edit, result) => {
                 let Some(ws) = self.writes.get_mut(&ino) else { return };
-                ws.ready = true;
-                for (id, r) in std::mem::take(&mut ws.parked) {
-                    self.dispatch(id, r, now);
+                let (owed, _) = ws.edit_in_flight.take().unwrap_or_default();
+                match result {
+                    Ok(_) => {
+                        for (id, size) in owed {
+                            self.reply(id, Reply::Written { size });
+                        }
+                    }
+                    Err(e) => {
+                        // Writes already acknowledged did not reach the staging file: the
+                        // file's next fsync or close reports it.
+                        self.log(LogLevel::Warn, format!("{e}"));
+                        for (id, _) in owed {
+                            self.fail(id, e.clone());
+                        }
+                        self.unreported.insert(ino, e);
+                    }
                 }
-            }
-            (StageKind::Write { size }, Ok(_)) => {
-                if let Some(id) = req {
-                    self.reply(id, Reply::Written { size });
+                self.send_edits(ino);
+                let Some(ws) = self.writes.get_mut(&ino) else { return };
+                if ws.edits_applied() {
+                    for (id, r) in std::mem::take(&mut ws.parked) {
+                        self.dispatch(id, r, now);
+                    }
                 }
             }
             (StageKind::Read, Ok(Completion::Bytes(pieces))) => {

@@ -15,7 +15,7 @@ use hfm_core::hub::{percent_decode, HubUrls, EMPTY_FILE_HASH};
 use hfm_core::request::{Owner, SetAttr};
 use hfm_core::{
     Completion, Effect, EffectFailure, EffectId, FailureKind, Filesystem, HttpResponse, Instant, MountConfig, Reply,
-    Request, RequestId, StageOp, UploadSource, ROOT_INO,
+    Request, RequestId, StageEdit, StageOp, UploadSource, ROOT_INO,
 };
 
 struct Rng(u64);
@@ -173,15 +173,19 @@ impl World {
                 let data = self.content(xet_hash).to_vec();
                 self.disk.insert(path.clone(), data);
             }
-            StageOp::Write { path, offset, data } => {
+            StageOp::Edit { path, edits } => {
                 let f = self.disk.entry(path.clone()).or_default();
-                let mut at = *offset as usize;
-                for piece in data {
-                    if f.len() < at + piece.len() {
-                        f.resize(at + piece.len(), 0);
+                for edit in edits {
+                    match edit {
+                        StageEdit::Write { offset, data } => {
+                            let at = *offset as usize;
+                            if f.len() < at + data.len() {
+                                f.resize(at + data.len(), 0);
+                            }
+                            f[at..at + data.len()].copy_from_slice(data);
+                        }
+                        StageEdit::Truncate { size } => f.resize(*size as usize, 0),
                     }
-                    f[at..at + piece.len()].copy_from_slice(piece);
-                    at += piece.len();
                 }
             }
             StageOp::Read { path, range } => {
@@ -192,7 +196,6 @@ impl World {
                 let start = (range.start as usize).min(end);
                 return Completion::Bytes(vec![Bytes::copy_from_slice(&f[start..end])]);
             }
-            StageOp::Truncate { path, size } => self.disk.entry(path.clone()).or_default().resize(*size as usize, 0),
             StageOp::Remove { path } => {
                 self.disk.remove(path);
             }

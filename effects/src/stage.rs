@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use bytes::Bytes;
-use hfm_core::{Completion, EffectFailure, FailureKind, StageOp};
+use hfm_core::{Completion, EffectFailure, FailureKind, StageEdit, StageOp};
 
 use crate::cas::CasReader;
 
@@ -35,12 +35,15 @@ pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailur
             }
             Ok(Completion::Done)
         }
-        StageOp::Write { path, offset, data } => {
+        StageOp::Edit { path, edits } => {
             let f = open_rw(path).map_err(|e| io_failure("opening", path, e))?;
-            let mut at = *offset;
-            for piece in data {
-                f.write_all_at(piece, at).map_err(|e| io_failure("writing", path, e))?;
-                at += piece.len() as u64;
+            for edit in edits {
+                match edit {
+                    StageEdit::Write { offset, data } => {
+                        f.write_all_at(data, *offset).map_err(|e| io_failure("writing", path, e))?
+                    }
+                    StageEdit::Truncate { size } => f.set_len(*size).map_err(|e| io_failure("truncating", path, e))?,
+                }
             }
             Ok(Completion::Done)
         }
@@ -58,11 +61,6 @@ pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailur
             }
             buf.truncate(filled);
             Ok(Completion::Bytes(vec![Bytes::from(buf)]))
-        }
-        StageOp::Truncate { path, size } => {
-            let f = open_rw(path).map_err(|e| io_failure("opening", path, e))?;
-            f.set_len(*size).map_err(|e| io_failure("truncating", path, e))?;
-            Ok(Completion::Done)
         }
         StageOp::Remove { path } => {
             match std::fs::remove_file(path) {
