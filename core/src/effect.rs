@@ -21,6 +21,9 @@ pub enum Effect {
     CasRange { xet_hash: String, file_size: u64, range: Range<u64> },
     /// POST `body` to a Hub API URL; the completion is `Completion::Http`.
     HubPost { url: String, content_type: &'static str, body: Bytes },
+    /// A step of an upload stream (upload while writing); `Done`, or `Uploaded` for `Finish`.
+    /// Failures are final: a stream is never retried, its file is uploaded whole instead.
+    Stream(StreamOp),
     /// A local staging-file operation; the completion is `Done` (or `Bytes` for reads).
     Stage(StageOp),
     /// Upload files to CAS with a write token, in one session finalized at the end (xorbs and
@@ -53,6 +56,17 @@ pub enum StageOp {
     Remove {
         path: String,
     },
+}
+
+/// Upload streams are named by core; effects keep their xet-core state between steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamOp {
+    /// Feed the next bytes (the stream is created on its first append).
+    Append { stream: u64, data: Vec<Bytes> },
+    /// Finish the file and finalize its session.
+    Finish { stream: u64 },
+    /// Drop the stream.
+    Abort { stream: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -68,6 +68,11 @@ pub(crate) enum Purpose {
     Upload {
         files: Vec<(Ino, u64)>,
     },
+    /// A step of `ino`'s upload stream.
+    Stream {
+        ino: Ino,
+        step: crate::stream::StreamStep,
+    },
     Commit,
     Poll,
     /// Recursive listing of a directory about to be renamed.
@@ -346,6 +351,7 @@ impl Filesystem {
                         }
                     }
                 },
+                Purpose::Stream { ino, step } => self.on_stream(ino, step, Ok(completion), now),
                 Purpose::Commit => self.on_committed(now),
                 Purpose::Poll => match completion {
                     Completion::Http(resp) => {
@@ -814,6 +820,7 @@ impl Filesystem {
                     self.on_upload_failed(ino, err.clone(), now);
                 }
             }
+            Purpose::Stream { ino, step } => self.on_stream(ino, step, Err(err), now),
             Purpose::Commit => self.on_commit_failed(err, now),
             Purpose::Poll => self.on_poll(Err(err.to_string()), now),
             Purpose::Scan { dir } => self.fail_scan(dir, err),

@@ -17,12 +17,13 @@ pub mod readcache;
 mod refresh;
 pub mod request;
 pub mod retry;
+mod stream;
 pub mod time;
 mod writes;
 
 pub use config::MountConfig;
 pub use effect::{
-    Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, StageEdit, StageOp, UploadSource,
+    Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, StageEdit, StageOp, StreamOp, UploadSource,
 };
 pub use error::{Errno, FsError};
 pub use fs::Filesystem;

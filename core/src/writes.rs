@@ -17,6 +17,7 @@ use crate::fs::{Filesystem, Purpose, StageKind};
 use crate::hub::{self, ContentSource};
 use crate::inode::{Ino, NodeKind};
 use crate::request::{Reply, Request, RequestId};
+use crate::stream::Stream;
 use crate::time::Instant;
 
 /// Written bytes a file may hold in memory waiting for its staging file before a write's
@@ -67,6 +68,8 @@ pub(crate) struct WriteState {
     /// When to upload next (set by close, fsync, a failed upload's retry).
     pub due: Option<Instant>,
     pub dirty_since: Option<Instant>,
+    /// Streaming mode: the upload fed while writing.
+    pub stream: Stream,
 }
 
 impl WriteState {
@@ -135,7 +138,11 @@ impl Filesystem {
             writers: 0,
             due: None,
             dirty_since: None,
+            stream: Stream::Off,
         };
+        if mode == WriteMode::Streaming && starts_empty {
+            ws.stream = self.new_stream();
+        }
         if truncate && size > 0 {
             ws.touch(now);
             self.set_size(ino, 0);
@@ -183,11 +190,14 @@ impl Filesystem {
                 return self.fail(id, FsError::new(Errno::NotSup, "streaming_not_sequential", detail));
             }
             if end <= limit {
-                chunks.push(data);
+                chunks.push(data.clone());
                 ws.touch(now);
                 self.set_size(ino, end);
                 self.touch_mtime(ino, now);
-                return self.reply(id, Reply::Written { size: len as u32 });
+                if !self.stream_accept(ino, &data, id) {
+                    self.reply(id, Reply::Written { size: len as u32 });
+                }
+                return;
             }
             // Past the memory limit: move what is buffered to the staging file, then go on there.
             let mut at = 0;
@@ -200,9 +210,10 @@ impl Filesystem {
             ws.body = Body::Staged;
         }
         // Write-behind: acknowledged once queued, unless too much is already waiting for the
-        // staging file; then the reply waits until this write is applied.
+        // staging file (or for the upload stream, which then owes the reply).
+        let stream_owes = self.stream_accept(ino, &data, id);
         let ws = self.writes.get_mut(&ino).expect("ensured above");
-        let owed = ws.unapplied_bytes() + len > WRITE_BEHIND_BYTES;
+        let owed = !stream_owes && ws.unapplied_bytes() + len > WRITE_BEHIND_BYTES;
         ws.queued_bytes += len;
         ws.queue.push(StageEdit::Write { offset, data });
         if owed {
@@ -211,7 +222,7 @@ impl Filesystem {
         ws.touch(now);
         self.set_size(ino, size.max(end));
         self.touch_mtime(ino, now);
-        if !owed {
+        if !owed && !stream_owes {
             self.reply(id, Reply::Written { size: len as u32 });
         }
         self.send_edits(ino);
@@ -277,6 +288,9 @@ impl Filesystem {
         if new_size == size {
             return self.answer_attr(req, ino);
         }
+        // The streamed bytes no longer describe the file.
+        self.abort_stream(ino);
+        let ws = self.writes.get_mut(&ino).expect("caller ensured");
         match &mut ws.body {
             Body::Memory(chunks) => {
                 if new_size > size {
@@ -411,6 +425,7 @@ impl Filesystem {
 
     /// Drop a file's write state (and its staging file) unconditionally.
     pub(crate) fn discard_write_state(&mut self, ino: Ino, now: Instant) {
+        self.abort_stream(ino);
         if let Some(ws) = self.writes.remove(&ino) {
             if matches!(ws.body, Body::Staged) {
                 self.stage(ino, None, StageKind::Remove, StageOp::Remove { path: ws.staging });
@@ -465,9 +480,20 @@ impl Filesystem {
                 self.on_uploaded(ino, generation, hub::EMPTY_FILE_HASH.to_string(), 0, now);
                 continue;
             }
+            // A streamed file only needs its stream finished, once everything is appended.
+            let generation = ws.generation;
+            match self.stream_ready(ino) {
+                Some(true) => {
+                    self.finish_stream(ino, generation);
+                    continue;
+                }
+                Some(false) => continue,
+                None => {}
+            }
             if self.uploads_in_flight >= MAX_UPLOADS {
                 continue;
             }
+            let ws = self.writes.get_mut(&ino).expect("listed above");
             ws.uploading = Some(ws.generation);
             ws.due = None;
             batch.push((ino, ws.generation));

@@ -15,7 +15,7 @@ use hfm_core::hub::{percent_decode, HubUrls, EMPTY_FILE_HASH};
 use hfm_core::request::{Owner, SetAttr};
 use hfm_core::{
     Completion, Effect, EffectFailure, EffectId, FailureKind, Filesystem, HttpResponse, Instant, MountConfig, Reply,
-    Request, RequestId, StageEdit, StageOp, UploadSource, ROOT_INO,
+    Request, RequestId, StageEdit, StageOp, StreamOp, UploadSource, ROOT_INO,
 };
 
 struct Rng(u64);
@@ -43,6 +43,8 @@ impl Rng {
 /// The Hub, CAS and local disk as plain maps.
 #[derive(Default)]
 struct World {
+    /// Upload streams by id: the bytes appended so far.
+    streams: HashMap<u64, Vec<u8>>,
     bucket: BTreeMap<String, String>,
     cas: HashMap<String, Bytes>,
     disk: HashMap<String, Vec<u8>>,
@@ -140,6 +142,24 @@ impl World {
                 Completion::Bytes(vec![self.content(xet_hash).slice(range.start as usize..range.end as usize)])
             }
             Effect::Stage(op) => self.stage(op),
+            Effect::Stream(StreamOp::Append { stream, data }) => {
+                let buf = self.streams.entry(*stream).or_default();
+                data.iter().for_each(|d| buf.extend_from_slice(d));
+                Completion::Done
+            }
+            Effect::Stream(StreamOp::Finish { stream }) => match self.streams.remove(stream) {
+                Some(data) => {
+                    let hash = content_hash(&data);
+                    let size = data.len() as u64;
+                    self.cas.insert(hash.clone(), Bytes::from(data));
+                    Completion::Uploaded(vec![(hash, size)])
+                }
+                None => Completion::Failed(EffectFailure::new(FailureKind::Permanent, None, "no such stream")),
+            },
+            Effect::Stream(StreamOp::Abort { stream }) => {
+                self.streams.remove(stream);
+                Completion::Done
+            }
             Effect::HubRange { .. } => panic!("buckets have no git files"),
         }
     }
@@ -227,7 +247,14 @@ impl Sim {
             let (id, effect) = self.effects.swap_remove(self.rng.below(self.effects.len() as u64) as usize);
             let fails = self.failures.entry(id).or_default();
             let remote = matches!(effect, Effect::Upload(_) | Effect::HubPost { .. } | Effect::HubGet { .. });
-            let completion = if faults && remote && *fails < 2 && self.rng.chance(20) {
+            let stream_step = matches!(effect, Effect::Stream(StreamOp::Append { .. } | StreamOp::Finish { .. }));
+            let completion = if faults && stream_step && self.rng.chance(5) {
+                // Stream failures are final; the file must still arrive (uploaded whole).
+                if let Effect::Stream(StreamOp::Append { stream, .. } | StreamOp::Finish { stream }) = &effect {
+                    self.world.streams.remove(stream);
+                }
+                Completion::Failed(EffectFailure::new(FailureKind::Permanent, None, "injected stream failure"))
+            } else if faults && remote && *fails < 2 && self.rng.chance(20) {
                 *fails += 1;
                 Completion::Failed(EffectFailure::from_status(
                     [500u16, 503, 429][self.rng.below(3) as usize],

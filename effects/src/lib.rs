@@ -36,6 +36,14 @@ impl Executor {
             }
             Effect::HubPost { url, content_type, body } => self.hub.post(url, content_type, body).map(Completion::Http),
             Effect::Stage(op) => stage::execute(op, &self.cas),
+            Effect::Stream(op) => match &self.writer {
+                Some(w) => w.stream(op),
+                None => Err(hfm_core::EffectFailure::new(
+                    hfm_core::FailureKind::Permanent,
+                    None,
+                    "this mount has no write access",
+                )),
+            },
             Effect::Upload(source) => match &self.writer {
                 Some(w) => w.upload(source).map(Completion::Uploaded),
                 None => Err(hfm_core::EffectFailure::new(

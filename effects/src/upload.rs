@@ -6,10 +6,12 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use hfm_core::{EffectFailure, UploadSource};
+use std::collections::{HashMap, HashSet};
+
+use hfm_core::{Completion, EffectFailure, FailureKind, StreamOp, UploadSource};
 use xet_data::processing::configurations::TranslatorConfig;
 use xet_data::processing::data_client::default_config;
-use xet_data::processing::{FileUploadSession, Sha256Policy, XetFileInfo};
+use xet_data::processing::{FileUploadSession, Sha256Policy, SingleFileCleaner, XetFileInfo};
 use xet_runtime::core::XetContext;
 
 use crate::cas::{cas_failure, fetch_token, HubTokenRefresher};
@@ -20,13 +22,27 @@ pub struct CasWriter {
     hub: HubClient,
     token_url: String,
     config: Mutex<Option<Arc<TranslatorConfig>>>,
+    streams: Mutex<Streams>,
+}
+
+/// Upload streams between their steps. A cleaner is taken out while a step runs on it.
+#[derive(Default)]
+struct Streams {
+    open: HashMap<u64, (Arc<FileUploadSession>, Option<SingleFileCleaner>)>,
+    /// Aborted while a step was running: dropped when that step ends.
+    aborted: HashSet<u64>,
+}
+
+/// Stream failures are final: core falls back to uploading the whole file.
+fn stream_failure(e: impl std::fmt::Display) -> EffectFailure {
+    EffectFailure::new(FailureKind::Permanent, None, format!("upload stream: {e}"))
 }
 
 impl CasWriter {
     /// `token_url` is the Hub's xet write-token URL of the mounted bucket.
     pub fn new(hub: HubClient, token_url: String) -> Result<Self, String> {
         let ctx = XetContext::default().map_err(|e| format!("starting the xet runtime: {e}"))?;
-        Ok(CasWriter { ctx, hub, token_url, config: Mutex::new(None) })
+        Ok(CasWriter { ctx, hub, token_url, config: Mutex::new(None), streams: Mutex::new(Streams::default()) })
     }
 
     fn config(&self) -> Result<Arc<TranslatorConfig>, EffectFailure> {
@@ -42,6 +58,84 @@ impl CasWriter {
         let config = Arc::new(config);
         *guard = Some(config.clone());
         Ok(config)
+    }
+
+    /// One step of an upload stream (see `StreamOp`).
+    pub fn stream(&self, op: &StreamOp) -> Result<Completion, EffectFailure> {
+        let lock = || self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        match op {
+            StreamOp::Append { stream, data } => {
+                if lock().aborted.remove(stream) {
+                    return Ok(Completion::Done);
+                }
+                let existing = lock().open.get_mut(stream).map(|(s, c)| (s.clone(), c.take()));
+                let (session, cleaner) = match existing {
+                    Some((session, Some(cleaner))) => (session, cleaner),
+                    Some((_, None)) => return Err(stream_failure("a step is already running")),
+                    None => {
+                        let config = self.config()?;
+                        let task = async move {
+                            let session = FileUploadSession::new(config).await.map_err(|e| e.to_string())?;
+                            let (_, cleaner) =
+                                session.start_clean(None, None, Sha256Policy::Skip).map_err(|e| e.to_string())?;
+                            Ok::<_, String>((session, cleaner))
+                        };
+                        let (session, cleaner) = self.run(task)?;
+                        lock().open.insert(*stream, (session.clone(), None));
+                        (session, cleaner)
+                    }
+                };
+                let data = data.clone();
+                let task = async move {
+                    let mut cleaner = cleaner;
+                    for chunk in data {
+                        cleaner.add_data_from_bytes(chunk).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok::<_, String>(cleaner)
+                };
+                let result = self.run(task);
+                let mut streams = lock();
+                match result {
+                    Ok(cleaner) if !streams.aborted.remove(stream) => {
+                        streams.open.insert(*stream, (session, Some(cleaner)));
+                        Ok(Completion::Done)
+                    }
+                    Ok(_) => Ok(Completion::Done),
+                    Err(e) => {
+                        streams.open.remove(stream);
+                        Err(e)
+                    }
+                }
+            }
+            StreamOp::Finish { stream } => {
+                let Some((session, Some(cleaner))) = lock().open.remove(stream) else {
+                    return Err(stream_failure("no such stream"));
+                };
+                let task = async move {
+                    let (info, _) = cleaner.finish().await.map_err(|e| e.to_string())?;
+                    session.finalize().await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>(info)
+                };
+                let info = self.run(task)?;
+                Ok(Completion::Uploaded(vec![(info.hash().to_string(), info.file_size().unwrap_or_default())]))
+            }
+            StreamOp::Abort { stream } => {
+                let mut streams = lock();
+                // Dropped now if idle; otherwise (a step running, or not started yet) when
+                // that step comes.
+                if !matches!(streams.open.remove(stream), Some((_, Some(_)))) {
+                    streams.aborted.insert(*stream);
+                }
+                Ok(Completion::Done)
+            }
+        }
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        task: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
+    ) -> Result<T, EffectFailure> {
+        self.ctx.runtime.external_run_async_task(task).map_err(stream_failure)?.map_err(stream_failure)
     }
 
     /// Upload `sources` in one session and return each one's xet hash and size, in order,

@@ -1,0 +1,171 @@
+//! Upload while writing: a streaming-mode file is fed to an xet-core upload as its bytes
+//! arrive, so when it is closed most of the upload is already done and only the finish
+//! (last chunks, shard) remains. The stream is an optimization, never the only copy: the bytes
+//! stay in memory or the staging file as usual, and a stream that fails, or a file that is
+//! truncated, falls back to uploading the whole file at close.
+//!
+//! One stream op is in flight per file, so chunks reach xet-core in order. Bytes waiting for
+//! the stream are bounded: past `STREAM_BUFFER_BYTES` a write's reply waits until the stream
+//! has taken them (the writer runs at the upload's pace instead of filling memory).
+
+use bytes::Bytes;
+
+use crate::effect::{Completion, Effect, StreamOp};
+use crate::error::{FsError, LogLevel};
+use crate::fs::{Filesystem, Purpose};
+use crate::inode::Ino;
+use crate::request::{Reply, RequestId};
+use crate::time::Instant;
+
+/// Bytes a file may hold waiting for its upload stream before writes wait.
+const STREAM_BUFFER_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Default)]
+pub(crate) enum Stream {
+    /// No stream: the file is uploaded whole when due.
+    #[default]
+    Off,
+    Open {
+        id: u64,
+        /// Bytes written but not yet handed to the stream, in order.
+        pending: Vec<Bytes>,
+        pending_bytes: u64,
+        /// Bytes of the append in flight (0 = none).
+        appending: u64,
+        /// Write replies held back until the stream catches up.
+        owed: Vec<(RequestId, u32)>,
+        /// Something was appended (effects hold state for it).
+        started: bool,
+    },
+    /// The finish is in flight.
+    Finishing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamStep {
+    Append,
+    Finish { generation: u64 },
+    Abort,
+}
+
+impl Filesystem {
+    /// A stream for a file that starts empty in streaming mode.
+    pub(crate) fn new_stream(&mut self) -> Stream {
+        self.next_stage += 1;
+        Stream::Open {
+            id: self.next_stage,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            appending: 0,
+            owed: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// Hand `data`, just appended to `ino`, to its stream. Returns true when the reply to the
+    /// write (`id`, `len`) is owed by the stream (sent once it caught up).
+    pub(crate) fn stream_accept(&mut self, ino: Ino, data: &Bytes, id: RequestId) -> bool {
+        let Some(Stream::Open { pending, pending_bytes, appending, owed, .. }) =
+            self.writes.get_mut(&ino).map(|ws| &mut ws.stream)
+        else {
+            return false;
+        };
+        pending.push(data.clone());
+        *pending_bytes += data.len() as u64;
+        let full = *pending_bytes + *appending > STREAM_BUFFER_BYTES;
+        if full {
+            owed.push((id, data.len() as u32));
+        }
+        self.send_stream(ino);
+        full
+    }
+
+    fn send_stream(&mut self, ino: Ino) {
+        let Some(Stream::Open { id, pending, pending_bytes, appending, started, .. }) =
+            self.writes.get_mut(&ino).map(|ws| &mut ws.stream)
+        else {
+            return;
+        };
+        if *appending > 0 || pending.is_empty() {
+            return;
+        }
+        *started = true;
+        *appending = std::mem::take(pending_bytes);
+        let op = StreamOp::Append { stream: *id, data: std::mem::take(pending) };
+        self.start_effect(Purpose::Stream { ino, step: StreamStep::Append }, Effect::Stream(op));
+    }
+
+    /// Is `ino`'s stream ready to finish (everything appended)? `None` when it has no stream.
+    pub(crate) fn stream_ready(&self, ino: Ino) -> Option<bool> {
+        match self.writes.get(&ino).map(|ws| &ws.stream) {
+            Some(Stream::Open { pending, appending, .. }) => Some(pending.is_empty() && *appending == 0),
+            Some(Stream::Finishing) => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Finish `ino`'s stream: the upload of `generation`.
+    pub(crate) fn finish_stream(&mut self, ino: Ino, generation: u64) {
+        let Some(ws) = self.writes.get_mut(&ino) else { return };
+        let Stream::Open { id, .. } = std::mem::replace(&mut ws.stream, Stream::Finishing) else { return };
+        ws.uploading = Some(generation);
+        ws.due = None;
+        self.stats.uploads += 1;
+        let effect = Effect::Stream(StreamOp::Finish { stream: id });
+        self.start_effect(Purpose::Stream { ino, step: StreamStep::Finish { generation } }, effect);
+    }
+
+    /// Give up `ino`'s stream (truncated, removed, or failed): the whole file is uploaded instead.
+    pub(crate) fn abort_stream(&mut self, ino: Ino) {
+        let Some(ws) = self.writes.get_mut(&ino) else { return };
+        if let Stream::Open { id, owed, started, .. } = std::mem::take(&mut ws.stream) {
+            for (req, size) in owed {
+                self.reply(req, Reply::Written { size });
+            }
+            if started {
+                let effect = Effect::Stream(StreamOp::Abort { stream: id });
+                self.start_effect(Purpose::Stream { ino, step: StreamStep::Abort }, effect);
+            }
+        }
+    }
+
+    pub(crate) fn on_stream(&mut self, ino: Ino, step: StreamStep, result: Result<Completion, FsError>, now: Instant) {
+        match (step, result) {
+            (StreamStep::Append, Ok(_)) => {
+                let Some(Stream::Open { appending, owed, .. }) = self.writes.get_mut(&ino).map(|ws| &mut ws.stream)
+                else {
+                    return;
+                };
+                *appending = 0;
+                for (req, size) in std::mem::take(owed) {
+                    self.reply(req, Reply::Written { size });
+                }
+                self.send_stream(ino);
+            }
+            (StreamStep::Finish { generation }, Ok(Completion::Uploaded(files))) if files.len() == 1 => {
+                let (xet_hash, size) = files.into_iter().next().expect("one file");
+                if let Some(ws) = self.writes.get_mut(&ino) {
+                    ws.stream = Stream::Off;
+                }
+                self.on_uploaded(ino, generation, xet_hash, size, now);
+            }
+            (StreamStep::Abort, _) => {}
+            (step, result) => {
+                let reason = match result {
+                    Err(e) => e.to_string(),
+                    Ok(other) => format!("unexpected completion {other:?}"),
+                };
+                let path = self.inodes.path(ino);
+                self.log(LogLevel::Debug, format!("{path}: upload stream {step:?} failed ({reason}); uploading whole"));
+                if let Some(ws) = self.writes.get_mut(&ino) {
+                    if matches!(step, StreamStep::Finish { .. }) {
+                        ws.stream = Stream::Off;
+                        ws.uploading = None;
+                        ws.due = Some(now);
+                    }
+                }
+                self.abort_stream(ino);
+            }
+        }
+    }
+}
