@@ -88,6 +88,9 @@ pub struct WritePolicy {
     pub flush_max_batch_window: Duration,
     /// Streaming mode: bytes of one file kept in memory before it spills to a staging file.
     pub memory_limit: u64,
+    /// Streaming mode: a new file this large starts uploading while it is written (smaller
+    /// files are uploaded whole at close, many to a session). Must not exceed `memory_limit`.
+    pub stream_threshold: u64,
     /// Directory (with trailing `/`) where staging files are named.
     pub staging_dir: String,
     /// How long a failed commit waits before it is tried again.
@@ -101,6 +104,7 @@ impl Default for WritePolicy {
             flush_debounce: Duration::from_millis(2000),
             flush_max_batch_window: Duration::from_millis(30000),
             memory_limit: 64 << 20,
+            stream_threshold: 8 << 20,
             staging_dir: "/tmp/hf-mount-staging/".to_string(),
             commit_retry: Duration::from_secs(10),
         }

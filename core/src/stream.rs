@@ -25,6 +25,9 @@ pub(crate) enum Stream {
     /// No stream: the file is uploaded whole when due.
     #[default]
     Off,
+    /// A new file, still small: it gets a stream once it reaches the policy's
+    /// `stream_threshold` (small files are cheaper uploaded whole, many to a session).
+    Waiting,
     Open {
         id: u64,
         /// Bytes written but not yet handed to the stream, in order.
@@ -49,27 +52,33 @@ pub(crate) enum StreamStep {
 }
 
 impl Filesystem {
-    /// A stream for a file that starts empty in streaming mode.
-    pub(crate) fn new_stream(&mut self) -> Stream {
+    /// Start streaming `ino` with the bytes it holds so far (`chunks`, its whole content).
+    pub(crate) fn open_stream(&mut self, ino: Ino, chunks: Vec<Bytes>) {
         self.next_stage += 1;
-        Stream::Open {
+        let pending_bytes = chunks.iter().map(|c| c.len() as u64).sum();
+        let stream = Stream::Open {
             id: self.next_stage,
-            pending: Vec::new(),
-            pending_bytes: 0,
+            pending: chunks,
+            pending_bytes,
             appending: 0,
             owed: Vec::new(),
             started: false,
+        };
+        if let Some(ws) = self.writes.get_mut(&ino) {
+            ws.stream = stream;
         }
+        self.send_stream(ino);
     }
 
     /// Hand `data`, just appended to `ino`, to its stream. Returns true when the reply to the
     /// write (`id`, `len`) is owed by the stream (sent once it caught up).
     pub(crate) fn stream_accept(&mut self, ino: Ino, data: &Bytes, id: RequestId) -> bool {
-        let Some(Stream::Open { pending, pending_bytes, appending, owed, .. }) =
-            self.writes.get_mut(&ino).map(|ws| &mut ws.stream)
-        else {
-            return false;
-        };
+        let Some(stream) = self.writes.get_mut(&ino).map(|ws| &mut ws.stream) else { return false };
+        if matches!(stream, Stream::Waiting) {
+            // Its bytes left memory before it was big enough to stream: uploaded whole.
+            *stream = Stream::Off;
+        }
+        let Stream::Open { pending, pending_bytes, appending, owed, .. } = stream else { return false };
         pending.push(data.clone());
         *pending_bytes += data.len() as u64;
         let full = *pending_bytes + *appending > STREAM_BUFFER_BYTES;

@@ -141,7 +141,7 @@ impl Filesystem {
             stream: Stream::Off,
         };
         if mode == WriteMode::Streaming && starts_empty {
-            ws.stream = self.new_stream();
+            ws.stream = Stream::Waiting;
         }
         if truncate && size > 0 {
             ws.touch(now);
@@ -176,6 +176,7 @@ impl Filesystem {
             return self.fail(id, e);
         }
         let limit = self.cfg.writes.memory_limit;
+        let stream_threshold = self.cfg.writes.stream_threshold;
         let path = self.inodes.path(ino);
         let ws = self.writes.get_mut(&ino).expect("ensured above");
         if !ws.ready {
@@ -191,10 +192,18 @@ impl Filesystem {
             }
             if end <= limit {
                 chunks.push(data.clone());
+                let start_stream = matches!(ws.stream, Stream::Waiting) && end >= stream_threshold;
+                let so_far = if start_stream { chunks.clone() } else { Vec::new() };
                 ws.touch(now);
                 self.set_size(ino, end);
                 self.touch_mtime(ino, now);
-                if !self.stream_accept(ino, &data, id) {
+                let owed = if start_stream {
+                    self.open_stream(ino, so_far);
+                    false
+                } else {
+                    self.stream_accept(ino, &data, id)
+                };
+                if !owed {
                     self.reply(id, Reply::Written { size: len as u32 });
                 }
                 return;

@@ -322,7 +322,13 @@ fn run(seed: u64, mode: WriteMode) {
         metadata_ttl: Duration::from_secs(3600),
         mtime_secs: 0,
         policy: ReadPolicy::default(),
-        writes: WritePolicy { mode, staging_dir: "/stage/".into(), memory_limit: 4096, ..WritePolicy::default() },
+        writes: WritePolicy {
+            mode,
+            staging_dir: "/stage/".into(),
+            memory_limit: 4096,
+            stream_threshold: 1500,
+            ..WritePolicy::default()
+        },
         wall_ms_at_zero: 0,
         poll_interval: None,
     };
