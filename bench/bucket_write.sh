@@ -8,27 +8,16 @@ bin=${1:-$here/../target}/release
 mib=${BENCH_MIB:-1024}
 files=${BENCH_FILES:-1000}
 runs=${BENCH_RUNS:-3}
-work=$(mktemp -d /tmp/hfm-bench.XXXXXX)
-pids=()
-cleanup() {
-  for m in "$work"/mnt*; do if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m"; fi; done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
-mbps() { python3 -c "print(f'{$1/1e6/($3-$2):.1f}')"; }
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.2f}')" "$@"; }
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+source "$here/lib.sh"
 
-"$bin/hubsim" serve --user bench:bench-token >"$work/hubsim.out" 2>"$work/hubsim.err" &
-pids+=($!)
-for _ in $(seq 100); do grep -q endpoint= "$work/hubsim.out" && break; sleep 0.1; done
-ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out")
-curl -sf -X POST "$ep/api/buckets/bench/b" -H "authorization: Bearer bench-token" >/dev/null
+new_hub() { # a fresh hubsim with an empty bucket bench/b
+  if [ -n "${hubsim_pid:-}" ]; then kill "$hubsim_pid"; wait "$hubsim_pid" 2>/dev/null || true; fi
+  start_hubsim --user bench:bench-token
+  curl -sf -X POST "$ep/api/buckets/bench/b" -H "authorization: Bearer bench-token" >/dev/null
+}
+new_hub
 size=$((mib << 20))
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); file: $mib MiB of random bytes"
+echo "$(machine); file: $mib MiB of random bytes"
 
 mount_at() { # mount_at NAME [FLAGS] -> $mpid
   mkdir -p "$work/mnt-$1"
@@ -53,16 +42,17 @@ with open('$work/src.bin', 'wb') as f:
 # The reference is xet-core uploading the same amount from a local file, with no mount.
 direct=(); stream=(); adv=(); rss_stream=(); rss_adv=()
 for i in $(seq "$runs"); do
-  fresh_source "$((100 + i))"
+  # Each measurement on a fresh hubsim: its in-memory CAS slows down as it fills.
+  new_hub; fresh_source "$((100 + i))"
   direct+=("$("$bin/hubsim" cas-upload --endpoint "$ep" --file "$work/src.bin" | sed -n 's/.*direct_upload_mb_s=\([0-9.]*\).*/\1/p')")
 
-  fresh_source "$((200 + i))"
+  new_hub; fresh_source "$((200 + i))"
   mount_at s
   t0=$(now); dd if="$work/src.bin" of="$work/mnt-s/big-$i.bin" bs=1M status=none; t1=$(now)
   stream+=("$(mbps "$size" "$t0" "$t1")"); rss_stream+=("$(peak_rss_mib "$mpid")")
   unmount_at s
 
-  fresh_source "$((300 + i))"
+  new_hub; fresh_source "$((300 + i))"
   mount_at a --advanced-writes
   t0=$(now); dd if="$work/src.bin" of="$work/mnt-a/big-adv-$i.bin" bs=1M conv=fsync status=none; t1=$(now)
   adv+=("$(mbps "$size" "$t0" "$t1")"); rss_adv+=("$(peak_rss_mib "$mpid")")
@@ -91,7 +81,8 @@ PY
   echo "  $1: $(python3 -c "print(f'{$t1-$t0:.2f}')") s for $files files ($(python3 -c "print(f'{$files/($t1-$t0):.0f}')") files/s), peak RSS $(peak_rss_mib "$mpid") MiB"
   unmount_at "$1"
 }
-echo "creating $files small files, until all are committed (limit: one commit round trip per file in streaming mode):"
+echo "creating $files small files, until all are committed, on a fresh hubsim (its in-memory CAS slows down as it fills):"
+new_hub
 small small-stream
 small small-adv --advanced-writes --flush-debounce-ms 0
 committed=$(curl -s "$ep/api/buckets/bench/b/tree/small-small-stream" -H "authorization: Bearer bench-token" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')

@@ -6,24 +6,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../target}/release
 mib=${BENCH_MIB:-1024}
-work=$(mktemp -d /tmp/hfm-bench.XXXXXX)
-pids=()
-cleanup() {
-  for m in "$work"/mnt*; do if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m"; fi; done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$here/lib.sh"
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 requests() { curl -s "$ep/_emulator/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
-now() { date +%s.%N; }
-mbps() { python3 -c "print(f'{$1/1e6/($3-$2):.1f}')"; }
 
-"$bin/hubsim" serve >"$work/hubsim.out" 2>"$work/hubsim.err" &
-pids+=($!)
-for _ in $(seq 100); do grep -q endpoint= "$work/hubsim.out" && break; sleep 0.1; done
-ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out")
+start_hubsim
 mkdir -p "$work/src/many"
 python3 -c "
 import random, sys
@@ -45,11 +32,9 @@ mount_at() { # mount_at DIR CACHE_DIR [FLAGS] -> sets $mpid and $usable (seconds
   until mountpoint -q "$1"; do sleep 0.005; done
   usable=$(python3 -c "print(f'{$(now)-$t0:.3f}')")
 }
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); file: $mib MiB xet"
+echo "$(machine); file: $mib MiB xet"
 
 runs=${BENCH_RUNS:-3}
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.1f}')" "$@"; }
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
 # Direct xet-core downloads of the same bytes (no mount), streamed and discarded: without and
 # with the disk chunk cache (a mount caches by default; writing the cache costs disk bandwidth).

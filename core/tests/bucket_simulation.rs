@@ -9,7 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+mod common;
+
 use bytes::Bytes;
+use common::Rng;
 use hfm_core::config::{ReadPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::hub::{percent_decode, HubUrls, EMPTY_FILE_HASH};
 use hfm_core::request::{Owner, SetAttr};
@@ -17,28 +20,6 @@ use hfm_core::{
     Completion, Effect, EffectFailure, EffectId, FailureKind, Filesystem, HttpResponse, Instant, MountConfig, Reply,
     Request, RequestId, StageEdit, StageOp, StreamOp, UploadSource, ROOT_INO,
 };
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    /// 1..=max random bytes (0..=max when `max` is 0-based `below`).
-    fn bytes(&mut self, max: u64) -> Vec<u8> {
-        let n = self.below(max);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// The Hub, CAS and local disk as plain maps.
 #[derive(Default)]

@@ -6,31 +6,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+mod common;
+
 use bytes::Bytes;
+use common::Rng;
 use hfm_core::config::{ReadPolicy, Source, WritePolicy};
 use hfm_core::hub::{HubUrls, RepoKind, RepoRef};
 use hfm_core::{
     Completion, Effect, EffectFailure, EffectId, FailureKind, Filesystem, HttpResponse, Instant, MountConfig, Reply,
     Request, RequestId, ROOT_INO,
 };
-
-/// xorshift64*: tiny, seedable, good enough for scheduling decisions.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 struct Model {
     /// path -> content ("" never appears; directories are implied).

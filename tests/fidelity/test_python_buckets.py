@@ -1,33 +1,18 @@
 """Fidelity: the real Python `huggingface_hub` bucket API (with `hf_xet`) against hubsim's
 Buckets: create, info, tree listing (raw prefixes, recursion), batch add/copy/delete with
 xet uploads, downloads byte-identical, private buckets and tokens."""
-import os
-import pathlib
-import random
-import subprocess
-import tempfile
 import json
+import random
 import urllib.request
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-HUBSIM = os.environ.get("HUBSIM_BIN", str(ROOT / "target" / "release" / "hubsim"))
-TMP = pathlib.Path(tempfile.mkdtemp(prefix="hfm-bucket-fidelity-"))
-os.environ["HF_HOME"] = str(TMP / "hf-home")
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+from conftest import TMP
 
 
 @pytest.fixture(scope="module")
-def api():
+def api(hubsim):
     from huggingface_hub import HfApi
-    proc = subprocess.Popen([HUBSIM, "serve", "--user", "alice:alice-token", "--user", "bob:bob-token"],
-                            stdout=subprocess.PIPE, text=True)
-    endpoint = proc.stdout.readline().strip().removeprefix("endpoint=")
-    assert endpoint.startswith("http://"), endpoint
-    yield HfApi(endpoint=endpoint, token="alice-token"), endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+    yield HfApi(endpoint=hubsim, token="alice-token"), hubsim
 
 
 def test_create_info_and_conflict(api):

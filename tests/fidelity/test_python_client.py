@@ -1,26 +1,17 @@
 """Fidelity: the real Python `huggingface_hub` (with `hf_xet`) against hubsim. Downloads must be
 byte-identical to the seeded files, through both the regular and the xet (CAS) paths."""
 import hashlib
-import os
 import pathlib
 import random
 import subprocess
-import tempfile
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-HUBSIM = os.environ.get("HUBSIM_BIN", str(ROOT / "target" / "release" / "hubsim"))
-TMP = pathlib.Path(tempfile.mkdtemp(prefix="hfm-fidelity-"))
-os.environ["HF_HOME"] = str(TMP / "hf-home")
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+from conftest import HUBSIM, TMP
 
 
 @pytest.fixture(scope="module")
-def hub():
-    proc = subprocess.Popen([HUBSIM, "serve", "--user", "alice:alice-token"], stdout=subprocess.PIPE, text=True)
-    endpoint = proc.stdout.readline().strip().removeprefix("endpoint=")
-    assert endpoint.startswith("http://"), endpoint
+def hub(hubsim):
+    endpoint = hubsim
     src = TMP / "src"
     rng = random.Random(7)
     files = {
@@ -41,8 +32,6 @@ def hub():
     )
     sha = out.stdout.strip().splitlines()[-1]
     yield endpoint, files, sha
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_list_repo_tree(hub):

@@ -10,6 +10,7 @@ use base64::Engine;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use xet_data::processing::configurations::TranslatorConfig;
 use xet_data::processing::data_client::default_config;
 use xet_data::processing::{get_cache, CacheConfig, FileDownloadSession, FileUploadSession, Sha256Policy, XetFileInfo};
 use xet_runtime::core::XetContext;
@@ -62,6 +63,35 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
     Ok(out)
 }
 
+/// A CAS configuration from the xet token at `token_url`.
+fn cas_config(
+    agent: &ureq::Agent,
+    token_url: &str,
+    token: Option<&str>,
+) -> Result<(XetContext, Value, TranslatorConfig)> {
+    let tok = get_json(agent, token_url, token)?;
+    let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
+    let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
+    let exp = tok["exp"].as_u64().context("token has no exp")?;
+    let ctx = XetContext::default()?;
+    let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
+    Ok((ctx, tok, config))
+}
+
+/// Upload local files to CAS in one finalized session, as real clients do.
+async fn upload_paths(
+    agent: &ureq::Agent,
+    token_url: &str,
+    token: Option<&str>,
+    paths: impl Iterator<Item = PathBuf> + Send,
+) -> Result<Vec<XetFileInfo>> {
+    let (_ctx, _, config) = cas_config(agent, token_url, token)?;
+    let session = FileUploadSession::new(Arc::new(config)).await?;
+    let infos = session.upload_files(paths.map(|p| (p, Sha256Policy::Skip))).await?;
+    session.finalize().await?;
+    Ok(infos)
+}
+
 fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
@@ -103,15 +133,8 @@ pub async fn run(endpoint: &str, token: Option<&str>, target: Target) -> Result<
     let xet_files: Vec<&(String, PathBuf, u64)> = files.iter().filter(|f| f.2 >= xet_threshold).collect();
     let mut xet_infos = Vec::new();
     if !xet_files.is_empty() {
-        let tok = get_json(&agent, &format!("{endpoint}/_emulator/xet-write-token"), token)?;
-        let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
-        let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
-        let exp = tok["exp"].as_u64().context("token has no exp")?;
-        let ctx = XetContext::default()?;
-        let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
-        let session = FileUploadSession::new(Arc::new(config)).await?;
-        let infos = session.upload_files(xet_files.iter().map(|f| (f.1.clone(), Sha256Policy::Skip))).await?;
-        session.finalize().await?;
+        let token_url = format!("{endpoint}/_emulator/xet-write-token");
+        let infos = upload_paths(&agent, &token_url, token, xet_files.iter().map(|f| f.1.clone())).await?;
         for (f, info) in xet_files.iter().zip(infos) {
             xet_infos.push((f.0.clone(), info.hash().to_string(), f.2, sha256_file(&f.1)?));
         }
@@ -175,15 +198,8 @@ async fn seed_bucket(endpoint: &str, token: Option<&str>, id: &str, from: &Path,
     }
     let files = walk(from)?;
     if !files.is_empty() {
-        let tok = get_json(&agent, &format!("{endpoint}/api/buckets/{id}/xet-write-token"), token)?;
-        let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
-        let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
-        let exp = tok["exp"].as_u64().context("token has no exp")?;
-        let ctx = XetContext::default()?;
-        let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
-        let session = FileUploadSession::new(Arc::new(config)).await?;
-        let infos = session.upload_files(files.iter().map(|f| (f.1.clone(), Sha256Policy::Skip))).await?;
-        session.finalize().await?;
+        let token_url = format!("{endpoint}/api/buckets/{id}/xet-write-token");
+        let infos = upload_paths(&agent, &token_url, token, files.iter().map(|f| f.1.clone())).await?;
         let mtime = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         let lines: Vec<String> = files
             .iter()
@@ -208,12 +224,9 @@ async fn seed_bucket(endpoint: &str, token: Option<&str>, id: &str, from: &Path,
 /// Upload `file` to CAS the way the mount does (one xet-core session, finalized) and print MB/s.
 pub async fn cas_upload(endpoint: &str, file: &Path) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let tok = get_json(&agent, &format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/')), None)?;
-    let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
-    let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
-    let exp = tok["exp"].as_u64().context("token has no exp")?;
-    let ctx = XetContext::default()?;
-    let config = Arc::new(default_config(&ctx, cas_url, Some((access, exp)), None, None)?);
+    let token_url = format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/'));
+    let (_ctx, _, config) = cas_config(&agent, &token_url, None)?;
+    let config = Arc::new(config);
     let size = std::fs::metadata(file)?.len();
     let started = std::time::Instant::now();
     let session = FileUploadSession::new(config).await?;
@@ -235,12 +248,8 @@ pub async fn cas_download(
     out: Option<PathBuf>,
 ) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let tok = get_json(&agent, &format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/')), None)?;
-    let cas_url = tok["casUrl"].as_str().context("token has no casUrl")?.to_string();
-    let access = tok["accessToken"].as_str().context("token has no accessToken")?.to_string();
-    let exp = tok["exp"].as_u64().context("token has no exp")?;
-    let ctx = XetContext::default()?;
-    let config = default_config(&ctx, cas_url, Some((access, exp)), None, None)?;
+    let token_url = format!("{}/_emulator/xet-write-token", endpoint.trim_end_matches('/'));
+    let (ctx, tok, config) = cas_config(&agent, &token_url, None)?;
     let cache: Option<Arc<dyn xet_data::processing::ChunkCache>> = match cache_dir {
         Some(dir) => Some(get_cache(&ctx.config, &CacheConfig { cache_directory: dir, cache_size: 10 << 30 })?),
         None => None,

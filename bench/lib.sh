@@ -1,0 +1,23 @@
+# Shared by the benchmarks: a work dir cleaned up on exit, timing and statistics helpers, and
+# hubsim on loopback (`start_hubsim`, sets $ep). Expects $bin to be set by the caller.
+work=$(mktemp -d /tmp/hfm-bench.XXXXXX)
+pids=()
+cleanup() {
+  for m in "$work"/mnt*; do if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m"; fi; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+mbps() { python3 -c "print(f'{$1/1e6/($3-$2):.1f}')"; }
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.1f}')" "$@"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+machine() { echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"; }
+
+start_hubsim() { # start_hubsim [ARGS...] -> $ep, $hubsim_pid
+  "$bin/hubsim" serve "$@" >"$work/hubsim.out" 2>"$work/hubsim.err" &
+  hubsim_pid=$!; pids+=($hubsim_pid)
+  for _ in $(seq 100); do grep -q endpoint= "$work/hubsim.out" && break; sleep 0.1; done
+  ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out")
+}
