@@ -40,11 +40,18 @@ with open('$work/src.bin', 'wb') as f:
 "; }
 
 # The reference is xet-core uploading the same amount from a local file, with no mount.
-direct=(); stream=(); adv=(); rss_stream=(); rss_adv=()
+direct=(); stream=(); adv=(); rss_stream=(); rss_adv=(); rss_direct=()
 for i in $(seq "$runs"); do
   # Each measurement on a fresh hubsim: its in-memory CAS slows down as it fills.
   new_hub; fresh_source "$((100 + i))"
-  direct+=("$("$bin/hubsim" cas-upload --endpoint "$ep" --file "$work/src.bin" | sed -n 's/.*direct_upload_mb_s=\([0-9.]*\).*/\1/p')")
+  # GNU time reports the direct upload's peak RSS (xet-core's own footprint), when present.
+  if [ -x /usr/bin/time ]; then
+    out=$(/usr/bin/time -f "rss_kib=%M" "$bin/hubsim" cas-upload --endpoint "$ep" --file "$work/src.bin" 2>&1)
+    rss_direct+=("$(echo "$out" | sed -n 's/^rss_kib=//p' | awk '{printf "%.0f", $1/1024}')")
+  else
+    out=$("$bin/hubsim" cas-upload --endpoint "$ep" --file "$work/src.bin")
+  fi
+  direct+=("$(echo "$out" | sed -n 's/.*direct_upload_mb_s=\([0-9.]*\).*/\1/p')")
 
   new_hub; fresh_source "$((200 + i))"
   mount_at s
@@ -63,7 +70,8 @@ echo "sequential write of $mib MiB (medians of $runs; each run new random bytes,
 echo "  direct xet-core upload (limit):        $d MB/s   [${direct[*]}]"
 s=$(median "${stream[@]}"); echo "  mount, streaming (dd, close commits):  $s MB/s   [${stream[*]}]  ratio $(ratio "$s" "$d")"
 a=$(median "${adv[@]}"); echo "  mount, advanced (dd conv=fsync):       $a MB/s   [${adv[*]}]  ratio $(ratio "$a" "$d")"
-echo "  peak RSS of the mount: streaming $(median "${rss_stream[@]}") MiB, advanced $(median "${rss_adv[@]}") MiB"
+direct_rss=$([ ${#rss_direct[@]} -gt 0 ] && median "${rss_direct[@]}" || echo "n/a")
+echo "  peak RSS of the mount: streaming $(median "${rss_stream[@]}") MiB, advanced $(median "${rss_adv[@]}") MiB (xet-core's direct upload alone: $direct_rss MiB)"
 
 small() { # small NAME FLAGS... : create $files small files, then wait until all are committed
   mount_at "$1" "${@:2}"
