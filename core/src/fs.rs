@@ -155,6 +155,12 @@ pub struct Filesystem {
     pub(crate) next_stage: u64,
     /// Upload effects in flight (bounded by `MAX_UPLOADS`).
     pub(crate) uploads_in_flight: usize,
+    /// Count of commits that succeeded; a listing remembers the count when it started.
+    pub(crate) commit_epoch: u64,
+    pub(crate) listing_epoch: HashMap<Ino, u64>,
+    /// Paths committed while some listing was in flight, with the epoch of their commit: such
+    /// a listing may show them as they were before, so it is not trusted for them.
+    pub(crate) committed: Vec<(u64, String)>,
     /// Errors of background work (upload, commit) not yet reported to the file's user.
     pub(crate) unreported: HashMap<Ino, FsError>,
     pub(crate) next_poll: Option<Instant>,
@@ -202,6 +208,9 @@ impl Filesystem {
             retry_requests: HashMap::new(),
             next_stage: 0,
             uploads_in_flight: 0,
+            commit_epoch: 0,
+            listing_epoch: HashMap::new(),
+            committed: Vec::new(),
             unreported: HashMap::new(),
             next_poll,
             poll_backoff: 0,
@@ -527,6 +536,7 @@ impl Filesystem {
             Source::Repo { repo, commit, .. } => self.cfg.urls.tree(repo, commit, &path, limit),
             Source::Bucket { id } => self.cfg.urls.bucket_tree(id, &path, false, limit),
         };
+        self.listing_epoch.insert(dir, self.commit_epoch);
         self.start_effect(Purpose::ListPage { dir }, Effect::HubGet { url });
     }
 
@@ -557,6 +567,7 @@ impl Filesystem {
             None => {
                 let fetched = self.listings.take_fetched(dir);
                 let children = self.merge_listing(dir, fetched);
+                self.listing_epoch.remove(&dir);
                 for waiter in self.listings.set_loaded(dir, &children, now) {
                     self.resume(dir, waiter, now);
                 }
@@ -582,6 +593,7 @@ impl Filesystem {
             p => p,
         };
         let err = FsError { detail: format!("listing {shown}: {}", err.detail), ..err };
+        self.listing_epoch.remove(&dir);
         let waiters = self.listings.fail(dir);
         if waiters.is_empty() {
             // A background re-listing: nobody to tell but the log.

@@ -27,11 +27,21 @@ impl Filesystem {
         node.local || self.writes.contains_key(&ino) || self.commits.latest(&self.inodes.path(ino)).is_some()
     }
 
+    /// Was `path` committed after `dir`'s listing was requested? Then the listing may show
+    /// it as it was before the commit, and the mount's view of it stands.
+    fn committed_during(&self, dir: Ino, path: &str) -> bool {
+        let since = self.listing_epoch.get(&dir).copied().unwrap_or(self.commit_epoch);
+        self.committed.iter().any(|(epoch, p)| *epoch > since && p == path)
+    }
+
     /// Apply one listed entry to directory `dir`; returns the child it now maps to, or `None`
     /// when the entry is hidden by a local delete.
     pub(crate) fn merge_entry(&mut self, dir: Ino, name: &str, entry: &TreeEntry) -> Option<Ino> {
         if matches!(self.commits.latest(&entry.path), Some(Op::Delete)) {
             return None;
+        }
+        if self.committed_during(dir, &entry.path) {
+            return self.inodes.child(dir, name);
         }
         let refreshing = self.listings.is_loaded(dir);
         let Some(ino) = self.inodes.child(dir, name) else {
@@ -77,6 +87,7 @@ impl Filesystem {
                 continue;
             }
             let keep = self.has_local_changes(old)
+                || self.committed_during(dir, &self.inodes.path(old))
                 || self.listings.children(old).iter().any(|(_, c)| self.has_local_changes(*c));
             if keep {
                 children.push(old);

@@ -622,6 +622,17 @@ impl Filesystem {
 
     pub(crate) fn on_committed(&mut self, _now: Instant) {
         self.commit_not_before = None;
+        // Listings in flight may predate this commit: remember what it changed for them.
+        self.commit_epoch += 1;
+        match self.listing_epoch.values().min().copied() {
+            None => self.committed.clear(),
+            Some(oldest) => {
+                self.committed.retain(|(epoch, _)| *epoch > oldest);
+                let epoch = self.commit_epoch;
+                let paths: Vec<String> = self.commits.in_flight_paths().into_iter().map(str::to_string).collect();
+                self.committed.extend(paths.into_iter().map(|p| (epoch, p)));
+            }
+        }
         let (finished, files) = self.commits.on_committed();
         for ino in files {
             self.unreported.remove(&ino);

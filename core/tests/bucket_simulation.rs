@@ -211,6 +211,9 @@ struct Sim {
     world: World,
     now: Instant,
     effects: Vec<(EffectId, Effect)>,
+    /// Hub reads are answered from the state at the time they were sent (their response
+    /// travels back later, maybe after a commit changed the bucket).
+    answered: HashMap<EffectId, Completion>,
     failures: HashMap<EffectId, u32>,
     next_req: u64,
     seed: u64,
@@ -220,8 +223,11 @@ impl Sim {
     /// Let the world complete one effect (random order, sometimes a transient failure) and move
     /// the clock; true if anything happened.
     fn tick(&mut self, faults: bool) -> bool {
-        while let Some(e) = self.fs.poll_effect() {
-            self.effects.push(e);
+        while let Some((id, effect)) = self.fs.poll_effect() {
+            if matches!(effect, Effect::HubGet { .. }) {
+                self.answered.insert(id, self.world.execute(&effect));
+            }
+            self.effects.push((id, effect));
         }
         let mut acted = false;
         if !self.effects.is_empty() {
@@ -241,9 +247,12 @@ impl Sim {
                     [500u16, 503, 429][self.rng.below(3) as usize],
                     "injected",
                 ))
+            } else if let Some(snapshot) = self.answered.remove(&id) {
+                snapshot
             } else {
                 self.world.execute(&effect)
             };
+            self.answered.remove(&id);
             self.fs.handle_completion(id, completion, self.now);
             acted = true;
         }
@@ -300,7 +309,8 @@ fn run(seed: u64, mode: WriteMode) {
         subfolder: String::new(),
         uid: 0,
         gid: 0,
-        metadata_ttl: Duration::from_secs(3600),
+        // Short, so re-listings race with commits.
+        metadata_ttl: Duration::from_millis(1500),
         mtime_secs: 0,
         policy: ReadPolicy::default(),
         writes: WritePolicy {
@@ -314,8 +324,17 @@ fn run(seed: u64, mode: WriteMode) {
         poll_interval: None,
     };
     let fs = Filesystem::new(cfg);
-    let mut sim =
-        Sim { rng, fs, world, now: Instant::ZERO, effects: Vec::new(), failures: HashMap::new(), next_req: 0, seed };
+    let mut sim = Sim {
+        rng,
+        fs,
+        world,
+        now: Instant::ZERO,
+        effects: Vec::new(),
+        answered: HashMap::new(),
+        failures: HashMap::new(),
+        next_req: 0,
+        seed,
+    };
     let owner = Owner::default();
     let entry_ino = |r: &Reply| match r {
         Reply::Entry { attr, .. } | Reply::Created { attr, .. } => attr.ino,
