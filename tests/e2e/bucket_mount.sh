@@ -124,6 +124,17 @@ check "a remote add appears after the poll" eventually grep -q "from python" "$p
 check "a remote change appears after the poll" eventually grep -q "changed remotely" "$pm/hello-link.txt"
 check "a remote delete disappears after the poll" eventually test ! -e "$pm/empty.txt"
 
+mounted lw --hf-token alice-token --advanced-writes --flush-debounce-ms 60000 --poll-interval-secs 1 --metadata-ttl-ms 300 bucket alice/bk
+echo "mine" > "$work/mnt/lw/conflict.txt"
+api alice/bk put conflict.txt "theirs"
+sleep 3
+check "a poll never overwrites a file with uncommitted local changes" grep -qx mine "$work/mnt/lw/conflict.txt"
+check "and the local change wins once saved" bash -c "python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' '$work/mnt/lw/conflict.txt' && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat conflict.txt)\" = mine"
+mounted m --hf-token alice-token --metadata-ttl-minimal --poll-interval-secs 0 bucket alice/bk
+ls "$work/mnt/m" >/dev/null
+api alice/bk put minimal.txt "fresh"
+check "--metadata-ttl-minimal sees a remote add at once (no poll)" grep -qx fresh "$work/mnt/m/minimal.txt"
+
 echo "# errors"
 check "a --read-only bucket mount refuses writes (EROFS)" bash -c "mkdir -p '$work/mnt/ro' && ( '$bin/hf-mount-fuse' --hub-endpoint '$ep' --hf-token alice-token --read-only bucket alice/bk '$work/mnt/ro' >/dev/null 2>&1 & ); for i in \$(seq 50); do mountpoint -q '$work/mnt/ro' && break; sleep 0.1; done; (echo x > '$work/mnt/ro/x') 2>&1 | grep -q 'Read-only'; r=\$?; fusermount3 -u '$work/mnt/ro'; exit \$r"
 refused() { # refused PATTERN ARGS...
