@@ -20,8 +20,11 @@ api = HfApi(endpoint=ep, token=os.environ.get("HF_TOKEN", "alice-token"))
 files = lambda: sorted((f for f in api.list_bucket_tree(bucket) if hasattr(f, "xet_hash")), key=lambda f: f.path)
 
 if cmd == "tree":
-    for f in files():
-        print(f.path, f.size, f.xet_hash)
+    try:
+        for f in files():
+            print(f.path, f.size, f.xet_hash)
+    except BrokenPipeError:  # a reader like `grep -q` stopped early: fine
+        sys.stdout = None
 elif cmd in ("sums", "cat"):
     with tempfile.TemporaryDirectory() as tmp:
         wanted = [f.path for f in files()] if cmd == "sums" else [args[0]]

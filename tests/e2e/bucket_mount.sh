@@ -12,8 +12,8 @@ source "$here/lib.sh"
 start_hubsim
 api() { python3 "$here/bucket_api.py" "$ep" "$@"; }
 # Namespace changes reach the bucket asynchronously (fsync waits for them): `eventually`.
-in_bucket() { api alice/bk tree | grep -q "^$1 "; }
-not_in_bucket() { ! api alice/bk tree | grep -q "^$1"; }
+in_bucket() { local t; t=$(api alice/bk tree) && grep -q "^$1 " <<<"$t"; }
+not_in_bucket() { local t; t=$(api alice/bk tree) && ! grep -q "^$1" <<<"$t"; }
 hash_of() { api alice/bk tree | awk -v p="$1" '$1 == p { print $3 }'; }
 bucket_has() { test "$(api alice/bk cat "$1")" = "$2"; }
 mnt=$work/mnt/s
@@ -130,6 +130,11 @@ api alice/bk put conflict.txt "theirs"
 sleep 3
 check "a poll never overwrites a file with uncommitted local changes" grep -qx mine "$work/mnt/lw/conflict.txt"
 check "and the local change wins once saved" bash -c "python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' '$work/mnt/lw/conflict.txt' && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat conflict.txt)\" = mine"
+mounted sub --hf-token alice-token bucket alice/bk/docs
+check "a bucket prefix mount shows that folder's files" diff <(cd "$ref/docs" && find . -type f | LC_ALL=C sort) <(cd "$work/mnt/sub" && find . -type f | LC_ALL=C sort)
+echo "under the prefix" > "$work/mnt/sub/inside.txt"
+check "and writes land under the prefix" bucket_has docs/inside.txt "under the prefix"
+echo "under the prefix" > "$ref/docs/inside.txt"
 mounted m --hf-token alice-token --metadata-ttl-minimal --poll-interval-secs 0 bucket alice/bk
 ls "$work/mnt/m" >/dev/null
 api alice/bk put minimal.txt "fresh"
