@@ -58,10 +58,9 @@ pub(crate) enum Purpose {
         ino: Ino,
         range: Range<u64>,
     },
-    /// A staging-file operation for `ino`; `req` is answered when it completes.
+    /// A staging-file operation for `ino`.
     Stage {
         ino: Ino,
-        req: Option<RequestId>,
         kind: StageKind,
     },
     /// One upload session for several files: (file, generation uploaded) per source.
@@ -87,7 +86,10 @@ pub(crate) enum StageKind {
     Prepare,
     /// A batch of queued writes and truncations (the file's `edit_in_flight`).
     Edit,
-    Read,
+    /// A read of one's own writes, answering `req`.
+    Read {
+        req: RequestId,
+    },
     Remove,
 }
 
@@ -322,15 +324,9 @@ impl Filesystem {
                 self.on_failure(id, flight, hub::failure_from_response(&resp), now)
             }
             completion => match flight.purpose {
-                Purpose::ListPage { dir } => match completion {
-                    Completion::Http(resp) => {
-                        let next = resp.header("link").and_then(hub::next_link);
-                        match hub::parse_tree_page(&resp.body) {
-                            Ok(entries) => self.on_page(dir, entries, next, now),
-                            Err(e) => self.fail_listing(dir, bad_response(resp.status, e)),
-                        }
-                    }
-                    other => self.fail_listing(dir, unexpected(&other)),
+                Purpose::ListPage { dir } => match tree_page(completion) {
+                    Ok((entries, next)) => self.on_page(dir, entries, next, now),
+                    Err(e) => self.fail_listing(dir, e),
                 },
                 Purpose::Fetch { ino, range } => match completion {
                     Completion::Bytes(data) => {
@@ -345,7 +341,7 @@ impl Filesystem {
                     }
                     other => self.fail_fetch(id, ino, range, unexpected(&other)),
                 },
-                Purpose::Stage { ino, req, kind } => self.on_staged(ino, req, kind, Ok(completion), now),
+                Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Ok(completion), now),
                 Purpose::Upload { files } => match completion {
                     Completion::Uploaded(results) if results.len() == files.len() => {
                         self.upload_done();
@@ -372,15 +368,9 @@ impl Filesystem {
                     }
                     other => self.on_poll(Err(format!("{other:?}")), now),
                 },
-                Purpose::Scan { dir } => match completion {
-                    Completion::Http(resp) => {
-                        let next = resp.header("link").and_then(hub::next_link);
-                        match hub::parse_tree_page(&resp.body) {
-                            Ok(entries) => self.on_scan_page(dir, entries, next, now),
-                            Err(e) => self.fail_scan(dir, bad_response(resp.status, e)),
-                        }
-                    }
-                    other => self.fail_scan(dir, unexpected(&other)),
+                Purpose::Scan { dir } => match tree_page(completion) {
+                    Ok((entries, next)) => self.on_scan_page(dir, entries, next, now),
+                    Err(e) => self.fail_scan(dir, e),
                 },
             },
         }
@@ -810,8 +800,8 @@ impl Filesystem {
         id
     }
 
-    pub(crate) fn stage(&mut self, ino: Ino, req: Option<RequestId>, kind: StageKind, op: StageOp) {
-        self.start_effect(Purpose::Stage { ino, req, kind }, Effect::Stage(op));
+    pub(crate) fn stage(&mut self, ino: Ino, kind: StageKind, op: StageOp) {
+        self.start_effect(Purpose::Stage { ino, kind }, Effect::Stage(op));
     }
 
     fn on_failure(&mut self, id: EffectId, mut flight: InFlight, failure: EffectFailure, now: Instant) {
@@ -825,7 +815,7 @@ impl Filesystem {
         match flight.purpose {
             Purpose::ListPage { dir } => self.fail_listing(dir, err),
             Purpose::Fetch { ino, range } => self.fail_fetch(id, ino, range, err),
-            Purpose::Stage { ino, req, kind } => self.on_staged(ino, req, kind, Err(err), now),
+            Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Err(err), now),
             Purpose::Upload { files } => {
                 self.upload_done();
                 for (ino, _) in files {
@@ -936,8 +926,13 @@ impl Filesystem {
     }
 }
 
-fn bad_response(status: u16, e: String) -> FsError {
-    FsError::new(Errno::Io, "bad_hub_response", format!("HTTP {status}: {e}"))
+/// A tree page's entries and its next-page link, from a successful listing response.
+fn tree_page(completion: Completion) -> Result<(Vec<hub::TreeEntry>, Option<String>), FsError> {
+    let Completion::Http(resp) = completion else { return Err(unexpected(&completion)) };
+    let next = resp.header("link").and_then(hub::next_link);
+    hub::parse_tree_page(&resp.body)
+        .map(|entries| (entries, next))
+        .map_err(|e| FsError::new(Errno::Io, "bad_hub_response", format!("HTTP {}: {e}", resp.status)))
 }
 
 fn unexpected(c: &Completion) -> FsError {

@@ -302,7 +302,7 @@ impl Filesystem {
             }
         }
         let old_path = self.inodes.path(src);
-        let moves = if src_is_dir { self.dir_moves(src, &old_path) } else { self.file_moves(src, &old_path) };
+        let moves = if src_is_dir { self.dir_moves(src, now) } else { self.file_moves(src, &old_path, now) };
         self.listings.remove_child(parent, src);
         self.inodes.move_to(src, new_parent, &new_name);
         self.listings.add_child(new_parent, src);
@@ -341,13 +341,13 @@ impl Filesystem {
     }
 
     /// (old path, add op for the new path) for moving one file.
-    fn file_moves(&self, ino: Ino, old_path: &str) -> Vec<(String, Op)> {
-        self.content_op(ino, Instant::ZERO).map(|op| vec![(old_path.to_string(), op)]).unwrap_or_default()
+    fn file_moves(&self, ino: Ino, old_path: &str, now: Instant) -> Vec<(String, Op)> {
+        self.content_op(ino, now).map(|op| vec![(old_path.to_string(), op)]).unwrap_or_default()
     }
 
     /// (old path, add op) for every file below directory `dir`: the scanned remote files
     /// (minus those deleted or replaced here) and the loaded nodes the bucket knows.
-    fn dir_moves(&mut self, dir: Ino, old_path: &str) -> Vec<(String, Op)> {
+    fn dir_moves(&mut self, dir: Ino, now: Instant) -> Vec<(String, Op)> {
         let mut moves: hashbrown::HashMap<String, Op> = hashbrown::HashMap::new();
         for entry in self.scanned.remove(&dir).unwrap_or_default() {
             if let hub::TreeEntryKind::File { size, source: ContentSource::Xet { hash } } = entry.kind {
@@ -364,7 +364,7 @@ impl Filesystem {
                     Some(NodeKind::Dir) => stack.push(child),
                     Some(NodeKind::File { .. }) => {
                         let path = self.inodes.path(child);
-                        match self.content_op(child, Instant::ZERO) {
+                        match self.content_op(child, now) {
                             Some(op) => {
                                 moves.insert(path, op);
                             }
@@ -377,7 +377,6 @@ impl Filesystem {
                 }
             }
         }
-        let _ = old_path;
         moves.into_iter().collect()
     }
 

@@ -153,7 +153,7 @@ impl Filesystem {
                 ContentSource::Xet { hash } if !starts_empty => StageOp::Fill { path: staging, xet_hash: hash, size },
                 _ => StageOp::Create { path: staging },
             };
-            self.stage(ino, None, StageKind::Prepare, op);
+            self.stage(ino, StageKind::Prepare, op);
         }
         Ok(())
     }
@@ -247,7 +247,7 @@ impl Filesystem {
         let bytes = std::mem::take(&mut ws.queued_bytes);
         ws.edit_in_flight = Some((std::mem::take(&mut ws.queue_replies), bytes));
         let op = StageOp::Edit { path: ws.staging.clone(), edits };
-        self.stage(ino, None, StageKind::Edit, op);
+        self.stage(ino, StageKind::Edit, op);
     }
 
     /// Read from a file being written (its newest content).
@@ -274,7 +274,7 @@ impl Filesystem {
             Body::Staged => {
                 ws.reads += 1;
                 let op = StageOp::Read { path: ws.staging.clone(), range: offset..end };
-                self.stage(ino, Some(id), StageKind::Read, op);
+                self.stage(ino, StageKind::Read { req: id }, op);
             }
         }
     }
@@ -437,7 +437,7 @@ impl Filesystem {
         self.abort_stream(ino);
         if let Some(ws) = self.writes.remove(&ino) {
             if matches!(ws.body, Body::Staged) {
-                self.stage(ino, None, StageKind::Remove, StageOp::Remove { path: ws.staging });
+                self.stage(ino, StageKind::Remove, StageOp::Remove { path: ws.staging });
             }
             for w in ws.sync_waiters {
                 self.reply(w, Reply::Empty);
@@ -668,17 +668,10 @@ impl Filesystem {
         self.commit_not_before = Some(now.saturating_add(self.cfg.writes.commit_retry));
     }
 
-    pub(crate) fn on_staged(
-        &mut self,
-        ino: Ino,
-        req: Option<RequestId>,
-        kind: StageKind,
-        result: Result<Completion, FsError>,
-        now: Instant,
-    ) {
+    pub(crate) fn on_staged(&mut self, ino: Ino, kind: StageKind, result: Result<Completion, FsError>, now: Instant) {
         let path = self.inodes.path(ino);
         let result = result.map_err(|e| FsError { detail: format!("{path}: staging: {}", e.detail), ..e });
-        if let (Some(ws), StageKind::Read) = (self.writes.get_mut(&ino), kind) {
+        if let (Some(ws), StageKind::Read { .. }) = (self.writes.get_mut(&ino), kind) {
             ws.reads = ws.reads.saturating_sub(1);
         }
         match (kind, result) {
@@ -727,24 +720,16 @@ impl Filesystem {
                     }
                 }
             }
-            (StageKind::Read, Ok(Completion::Bytes(pieces))) => {
-                if let Some(id) = req {
-                    let data = join(pieces);
-                    self.reply_data(id, data);
-                }
+            (StageKind::Read { req }, Ok(Completion::Bytes(pieces))) => self.reply_data(req, join(pieces)),
+            (StageKind::Read { req }, Ok(_)) => {
+                self.fail(req, FsError::new(Errno::Io, "internal", "unexpected staging completion"))
             }
-            (StageKind::Remove, _) => {}
-            (_, Ok(_)) => {
-                if let Some(id) = req {
-                    self.fail(id, FsError::new(Errno::Io, "internal", "unexpected staging completion"));
-                }
-            }
-            (_, Err(e)) => {
+            (StageKind::Read { req }, Err(e)) => {
                 self.log(LogLevel::Warn, format!("{e}"));
-                if let Some(id) = req {
-                    self.fail(id, e);
-                }
+                self.fail(req, e);
             }
+            (StageKind::Remove, Ok(_)) => {}
+            (StageKind::Remove, Err(e)) => self.log(LogLevel::Warn, format!("{e}")),
         }
         self.maybe_drop_write_state(ino, now);
     }
