@@ -130,6 +130,9 @@ api alice/bk put conflict.txt "theirs"
 sleep 3
 check "a poll never overwrites a file with uncommitted local changes" grep -qx mine "$work/mnt/lw/conflict.txt"
 check "and the local change wins once saved" bash -c "python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' '$work/mnt/lw/conflict.txt' && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat conflict.txt)\" = mine"
+mounted win --hf-token alice-token --advanced-writes --flush-debounce-ms 600000 --flush-max-batch-window-ms 1000 bucket alice/bk
+echo "windowed" > "$work/mnt/win/windowed.txt"
+check "--flush-max-batch-window-ms caps the debounce" eventually bucket_has windowed.txt windowed
 mounted sub --hf-token alice-token bucket alice/bk/docs
 check "a bucket prefix mount shows that folder's files" diff <(cd "$ref/docs" && find . -type f | LC_ALL=C sort) <(cd "$work/mnt/sub" && find . -type f | LC_ALL=C sort)
 echo "under the prefix" > "$work/mnt/sub/inside.txt"
