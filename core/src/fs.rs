@@ -113,6 +113,15 @@ pub(crate) struct OpenFile {
     pub write: bool,
 }
 
+/// How the unmount drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Everything written was committed.
+    Drained,
+    /// The time limit ran out with changes still unsaved.
+    GaveUp,
+}
+
 /// Counters for benchmarks and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -170,6 +179,9 @@ pub struct Filesystem {
     /// What the last poll saw: a bucket's `updatedAt` or a followed revision's commit.
     pub(crate) remote_version: Option<String>,
     pub(crate) draining: bool,
+    /// The unmount drain: when it gives up, and whether its outcome was reported.
+    drain_deadline: Option<Instant>,
+    drain_outcome: Option<DrainOutcome>,
     replies: VecDeque<(RequestId, Reply)>,
     effects: VecDeque<(EffectId, Effect)>,
     pub(crate) notifies: VecDeque<KernelNotify>,
@@ -218,6 +230,8 @@ impl Filesystem {
             poll_backoff: 0,
             remote_version,
             draining: false,
+            drain_deadline: None,
+            drain_outcome: None,
             replies: VecDeque::new(),
             effects: VecDeque::new(),
             notifies: VecDeque::new(),
@@ -251,6 +265,7 @@ impl Filesystem {
     pub fn handle_request(&mut self, id: RequestId, req: Request, now: Instant) {
         self.dispatch(id, req, now);
         self.pump(now);
+        self.check_drain(now);
     }
 
     pub(crate) fn dispatch(&mut self, id: RequestId, req: Request, now: Instant) {
@@ -259,7 +274,10 @@ impl Filesystem {
         }
         match req {
             Request::Lookup { parent, name } => self.lookup(id, parent, name, now),
-            Request::Forget { ino, nlookup } => self.inodes.forget(ino, nlookup),
+            Request::Forget { ino, nlookup } => {
+                self.inodes.forget(ino, nlookup);
+                self.reply(id, Reply::Empty);
+            }
             Request::GetAttr { ino } => match self.attr(ino) {
                 Some(attr) => self.reply(id, Reply::Attr { attr, ttl: self.cfg.metadata_ttl }),
                 None => self.fail(id, FsError::not_found()),
@@ -375,6 +393,7 @@ impl Filesystem {
             },
         }
         self.pump(now);
+        self.check_drain(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -392,13 +411,30 @@ impl Filesystem {
             self.start_poll(now);
         }
         self.pump(now);
+        self.check_drain(now);
     }
 
-    /// Unmounting: upload and commit everything dirty now instead of after its debounce.
-    pub fn begin_drain(&mut self, now: Instant) {
+    /// Unmounting: upload and commit everything dirty now instead of after its debounce, for
+    /// at most `limit`; `poll_drained` then says whether everything was saved.
+    pub fn begin_drain(&mut self, now: Instant, limit: Duration) {
         self.draining = true;
+        self.drain_deadline = Some(now.saturating_add(limit));
         self.commit_not_before = None;
         self.pump(now);
+        self.check_drain(now);
+    }
+
+    /// Report the drain's outcome once: everything saved, or the time limit ran out first.
+    fn check_drain(&mut self, now: Instant) {
+        let Some(deadline) = self.drain_deadline else { return };
+        if !self.has_unsaved() {
+            self.drain_outcome = Some(DrainOutcome::Drained);
+        } else if now >= deadline {
+            self.drain_outcome = Some(DrainOutcome::GaveUp);
+        } else {
+            return;
+        }
+        self.drain_deadline = None;
     }
 
     // ---- outputs -------------------------------------------------------------------------
@@ -420,12 +456,17 @@ impl Filesystem {
         self.logs.pop_front()
     }
 
+    /// The unmount drain's outcome, once it is known (see `begin_drain`).
+    pub fn poll_drained(&mut self) -> Option<DrainOutcome> {
+        self.drain_outcome.take()
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retry = self.retries.keys().next().map(|(at, _)| *at);
         let write = self.writes.values().filter(|w| w.is_dirty()).filter_map(|w| w.due).min();
         let commit = self.commit_not_before.filter(|_| self.commits.has_pending());
         let batch_window = self.commits.oldest().map(|t| t.saturating_add(self.cfg.writes.flush_max_batch_window));
-        [retry, write, commit, batch_window, self.next_poll].into_iter().flatten().min()
+        [retry, write, commit, batch_window, self.next_poll, self.drain_deadline].into_iter().flatten().min()
     }
 
     // ---- lookups and listings ------------------------------------------------------------

@@ -26,7 +26,7 @@ pub use effect::{
     Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, StageEdit, StageOp, StreamOp, UploadSource,
 };
 pub use error::{Errno, FsError};
-pub use fs::Filesystem;
+pub use fs::{DrainOutcome, Filesystem};
 pub use inode::{Ino, ROOT_INO};
 pub use request::{Attr, DirEntry, FileKind, KernelNotify, Reply, Request, RequestId, SetAttr, StatFs};
 pub use time::Instant;

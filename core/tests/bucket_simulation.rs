@@ -478,7 +478,7 @@ fn run(seed: u64, mode: WriteMode) {
         }
     }
     // Unmount: drain everything, without faults, then the bucket is the model.
-    sim.fs.begin_drain(sim.now);
+    sim.fs.begin_drain(sim.now, Duration::from_secs(3600));
     for _ in 0..100_000 {
         if !sim.fs.has_unsaved() && sim.effects.is_empty() && !sim.fs.is_busy() {
             break;

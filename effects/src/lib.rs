@@ -24,9 +24,9 @@ pub struct Executor {
     pub writer: Option<CasWriter>,
 }
 
-impl Executor {
-    pub fn execute(&self, effect: &Effect) -> Completion {
-        let result = match effect {
+impl hfm_driver::Executor for Executor {
+    fn execute(&self, effect: Effect) -> Completion {
+        let result = match &effect {
             Effect::HubGet { url } => self.hub.get(url).map(Completion::Http),
             Effect::HubRange { url, range } => {
                 self.hub.get_range(url, range.clone()).map(|b| Completion::Bytes(vec![b]))

@@ -1,7 +1,10 @@
 # Shared by the end-to-end scripts: a work dir cleaned up on exit, `check`, `mounted`,
 # `listing`, and a hubsim started on loopback (`start_hubsim`, sets $ep).
-# Expects $bin (directory of the release binaries) to be set by the caller.
+# Expects $bin (directory of the release binaries) to be set by the caller. Every mount uses the
+# runtime named by HF_MOUNT_RUNTIME (smol by default; CI runs each suite with both).
 work=$(mktemp -d /tmp/hfm-e2e.XXXXXX)
+export HF_MOUNT_RUNTIME=${HF_MOUNT_RUNTIME:-smol}
+echo "# runtime: $HF_MOUNT_RUNTIME"
 pass=0; fail=0; pids=()
 
 cleanup() {
@@ -24,7 +27,10 @@ mounted() { # mounted NAME ARGS... -> mounts at $work/mnt/NAME, waits until usab
   mkdir -p "$work/mnt/$name"
   "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/cache-$name" "${MOUNT_EXTRA[@]}" "$@" "$work/mnt/$name" >"$work/mount-$name.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do mountpoint -q "$work/mnt/$name" && return 0; sleep 0.1; done
+  for _ in $(seq 100); do
+    mountpoint -q "$work/mnt/$name" && grep -q "runtime ${HF_MOUNT_RUNTIME^}" "$work/mount-$name.log" && return 0
+    sleep 0.1
+  done
   cat "$work/mount-$name.log"; return 1
 }
 

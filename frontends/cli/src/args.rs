@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::runtime::RuntimeKind;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hf-mount-fuse",
@@ -68,9 +70,12 @@ pub struct MountOpts {
     /// Only the mounting user may access the mount (no `allow_other`).
     #[arg(long, global = true)]
     pub fuse_owner_only: bool,
-    /// FUSE worker threads.
+    /// FUSE worker threads, and the effect threads of `--runtime threads`.
     #[arg(long, global = true, default_value_t = 4)]
     pub max_threads: usize,
+    /// The runtime that drives the mount (see README).
+    #[arg(long, global = true, value_enum, env = "HF_MOUNT_RUNTIME", default_value_t = RuntimeKind::DEFAULT)]
+    pub runtime: RuntimeKind,
     /// Re-check metadata with the Hub on every access (kernel TTL 0; slow, always current).
     #[arg(long, global = true)]
     pub metadata_ttl_minimal: bool,

@@ -3,6 +3,7 @@
 //! until SIGINT/SIGTERM or an external unmount.
 
 mod args;
+mod runtime;
 mod setup;
 
 use clap::Parser;

@@ -10,9 +10,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use hfm_core::config::{ReadPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::hub::{self, HubUrls};
 use hfm_core::{Filesystem, MountConfig};
+use hfm_driver::{Clock, DrainOutcome, Driver};
 use hfm_effects::{CacheSettings, CasReader, CasWriter, Executor, HubClient};
 use hfm_fuse::{Config, FuseAdapter, FuseNotifier, MountOption, SessionACL};
-use hfm_io_smol::Runtime;
 
 use crate::args::{Cli, Cmd, MountOpts};
 
@@ -274,9 +274,11 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     };
     let executor = Arc::new(Executor { hub, cas, writer });
     let (notifier, kernel_slot) = FuseNotifier::new();
-    target.cfg.wall_ms_at_zero =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let runtime = Runtime::start(Filesystem::new(target.cfg), executor.clone(), Some(Box::new(notifier)));
+    let clock = Clock::start();
+    target.cfg.wall_ms_at_zero = clock.wall_ms_at_zero();
+    let driver = Driver::new(Filesystem::new(target.cfg), Some(Box::new(notifier)));
+    let running = crate::runtime::spawn(o.runtime, driver, executor.clone(), clock, o.max_threads)
+        .context("starting the runtime")?;
 
     let mut options = vec![
         MountOption::FSName(format!("hf-mount:{}", target.label.trim_start_matches("bucket "))),
@@ -292,7 +294,7 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     config.mount_options = options;
     config.acl = acl;
     config.n_threads = Some(o.max_threads.max(1));
-    let session = fuser::Session::new(FuseAdapter::new(runtime.handle.clone()), &mountpoint, &config)
+    let session = fuser::Session::new(FuseAdapter::new(running.handle.clone()), &mountpoint, &config)
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
     let _ = kernel_slot.set(session.notifier());
     let background = session.spawn().context("starting the FUSE session")?;
@@ -301,7 +303,13 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
         (true, false) => " (read-only)",
         (true, true) => " (read-write)",
     };
-    eprintln!("hf-mount-fuse: mounted {}{mode} at {} in {:.0?}", target.label, mountpoint.display(), started.elapsed());
+    eprintln!(
+        "hf-mount-fuse: mounted {}{mode} at {} in {:.0?} (runtime {:?})",
+        target.label,
+        mountpoint.display(),
+        started.elapsed(),
+        o.runtime
+    );
 
     raise_readahead(&mountpoint);
     let target_path = mountpoint.clone();
@@ -316,7 +324,7 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     let mut unsaved = false;
     if writable {
         let limit = Duration::from_secs(o.drain_timeout_secs);
-        if !runtime.drain(limit) {
+        if running.handle.drain(limit) != DrainOutcome::Drained {
             unsaved = true;
             eprintln!(
                 "hf-mount-fuse: some writes could not be saved to the bucket within {limit:?}; their staging files are kept in {}",
@@ -326,7 +334,7 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
             let _ = std::fs::remove_dir_all(&staging);
         }
     }
-    if let Some(fs) = runtime.stop() {
+    if let Some(fs) = running.stop() {
         let s = fs.stats();
         eprintln!(
             "hf-mount-fuse: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes), {} commits",

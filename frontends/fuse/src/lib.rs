@@ -12,7 +12,7 @@ use fuser::{
 };
 use hfm_core::request::Owner;
 use hfm_core::{Attr, FileKind, KernelNotify, Reply, Request, SetAttr};
-use hfm_io_smol::{Handle, ReplySink};
+use hfm_driver::{Handle, ReplySink};
 
 pub use fuser::{Config, MountOption, SessionACL};
 
@@ -159,13 +159,8 @@ impl ReplySink for FuseReply {
             (FuseReply::Statfs(r), Reply::StatFs(s)) => {
                 r.statfs(s.blocks, 0, 0, s.files, 0, s.block_size, s.name_max, s.block_size)
             }
-            (sink, Reply::Error(err)) => {
-                match err.level() {
-                    hfm_core::error::LogLevel::Debug => tracing::debug!("{err}"),
-                    hfm_core::error::LogLevel::Warn => tracing::warn!("{err}"),
-                }
-                sink.error(Errno::from_i32(err.errno.code()));
-            }
+            // The driver logged it.
+            (sink, Reply::Error(err)) => sink.error(Errno::from_i32(err.errno.code())),
             (sink, other) => {
                 tracing::error!("core answered with a reply of the wrong kind: {other:?}");
                 sink.error(Errno::EIO);
@@ -211,7 +206,7 @@ impl FuseNotifier {
     }
 }
 
-impl hfm_io_smol::Notifier for FuseNotifier {
+impl hfm_driver::Notifier for FuseNotifier {
     fn notify(&self, n: KernelNotify) {
         let _ = self.tx.send(n);
     }

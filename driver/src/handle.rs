@@ -1,0 +1,90 @@
+//! How other threads reach a running driver: `Input`s pushed into the runtime's inbox through
+//! a cloneable `Handle`, and `Running`, the thread that owns the driver.
+
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hfm_core::{Completion, DrainOutcome, EffectId, Errno, Filesystem, FsError, Reply, Request};
+
+use crate::ReplySink;
+
+/// Everything a driver takes from outside its thread.
+pub enum Input {
+    Request {
+        req: Request,
+        sink: Box<dyn ReplySink>,
+    },
+    Completion {
+        id: EffectId,
+        completion: Completion,
+    },
+    /// Unmounting: save everything unsaved within `limit`, then report on `done`.
+    Drain {
+        limit: Duration,
+        done: mpsc::Sender<DrainOutcome>,
+    },
+    /// Stop after this input; the thread returns the filesystem.
+    Shutdown,
+}
+
+/// A runtime's queue of inputs; `push` gives the input back if the runtime is gone.
+pub trait Inbox: Send + Sync + 'static {
+    fn push(&self, input: Input) -> Result<(), Input>;
+}
+
+/// Cheap, cloneable handle frontends use to submit requests. Never blocks on the network.
+#[derive(Clone)]
+pub struct Handle {
+    inbox: Arc<dyn Inbox>,
+}
+
+impl Handle {
+    pub fn new(inbox: Arc<dyn Inbox>) -> Self {
+        Handle { inbox }
+    }
+
+    /// Submit a request; its reply arrives on `sink`.
+    pub fn submit(&self, req: Request, sink: Box<dyn ReplySink>) {
+        if let Err(Input::Request { sink, .. }) = self.inbox.push(Input::Request { req, sink }) {
+            // The runtime is gone (unmounting): answer so the caller is not left waiting.
+            sink.send(Reply::Error(FsError::new(Errno::Io, "shutting_down", "the mount is stopping")));
+        }
+    }
+
+    /// Feed an effect's completion back (runtimes' executor threads).
+    pub fn complete(&self, id: EffectId, completion: Completion) {
+        let _ = self.inbox.push(Input::Completion { id, completion });
+    }
+
+    /// Save everything written but not yet committed, waiting at most `limit`.
+    pub fn drain(&self, limit: Duration) -> DrainOutcome {
+        let (done, outcome) = mpsc::channel();
+        if self.inbox.push(Input::Drain { limit, done }).is_err() {
+            return DrainOutcome::GaveUp;
+        }
+        outcome.recv().unwrap_or(DrainOutcome::GaveUp)
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.inbox.push(Input::Shutdown);
+    }
+}
+
+/// A driver running on its own thread.
+pub struct Running {
+    pub handle: Handle,
+    thread: JoinHandle<Filesystem>,
+}
+
+impl Running {
+    pub fn new(handle: Handle, thread: JoinHandle<Filesystem>) -> Self {
+        Running { handle, thread }
+    }
+
+    /// Stop the runtime and return the core (for its final stats).
+    pub fn stop(self) -> Option<Filesystem> {
+        self.handle.shutdown();
+        self.thread.join().ok()
+    }
+}
