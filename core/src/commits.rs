@@ -4,16 +4,14 @@
 //! never reordered. Requests waiting for durability (fsync, a directory rename) hold a group
 //! that completes when all of its ops have been committed or one of them finally failed.
 //!
-//! Pure bookkeeping: it never decides when to send (the filesystem does) and does no IO.
+//! Pure bookkeeping: it never decides when to send (the commit scheduler does) and does no IO.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use hashbrown::HashMap;
-
+use crate::collections::Map;
 use crate::error::FsError;
 use crate::hub::BatchOp;
 use crate::inode::Ino;
-use crate::request::RequestId;
 use crate::time::Instant;
 
 /// Ops per batch request, the Hub's limit.
@@ -37,35 +35,40 @@ struct Entry {
 
 #[derive(Debug)]
 struct Group {
-    req: RequestId,
     remaining: usize,
     error: Option<FsError>,
 }
 
-/// A finished durability wait: answer `req` with `Ok` or the error.
-pub type Finished = (RequestId, Result<(), FsError>);
+/// A finished durability group: `Ok`, or the first error of its ops.
+pub type Finished = (u64, Result<(), FsError>);
 
 #[derive(Default)]
 pub struct CommitQueue {
     pending: BTreeMap<String, Entry>,
+    /// (queued since, path) of every pending op, oldest first.
+    by_age: BTreeSet<(Instant, String)>,
     in_flight: Vec<(String, Entry)>,
-    groups: HashMap<u64, Group>,
+    groups: Map<u64, Group>,
     next_group: u64,
 }
 
 impl CommitQueue {
-    /// Queue `op` for `path`, replacing (and inheriting the waiters of) any older pending op.
+    /// Queue `op` for `path`, replacing (and inheriting the waiters and age of) any older
+    /// pending op.
     pub fn push(&mut self, path: String, op: Op, ino: Option<Ino>, now: Instant) {
         let (groups, since) = match self.pending.remove(&path) {
             Some(old) => (old.groups, old.since),
-            None => (Vec::new(), now),
+            None => {
+                self.by_age.insert((now, path.clone()));
+                (Vec::new(), now)
+            }
         };
         self.pending.insert(path, Entry { op, groups, ino, since });
     }
 
-    /// Wait for the latest op on each of `paths` (pending or in flight). `None` if there is
-    /// nothing to wait for: the caller answers at once.
-    pub fn wait(&mut self, req: RequestId, paths: &[String]) -> Option<()> {
+    /// A durability group waiting for the latest op on each of `paths` (pending or in flight);
+    /// `None` if there is nothing to wait for.
+    pub fn wait(&mut self, paths: &[String]) -> Option<u64> {
         let id = self.next_group;
         let mut remaining = 0;
         for path in paths {
@@ -82,13 +85,29 @@ impl CommitQueue {
             return None;
         }
         self.next_group += 1;
-        self.groups.insert(id, Group { req, remaining, error: None });
-        Some(())
+        self.groups.insert(id, Group { remaining, error: None });
+        Some(id)
     }
 
     /// The op the bucket will see next for `path`, if any (pending, else in flight).
     pub fn latest(&self, path: &str) -> Option<&Op> {
         self.pending.get(path).or_else(|| self.in_flight.iter().find(|(p, _)| p == path).map(|(_, e)| e)).map(|e| &e.op)
+    }
+
+    /// Whether ops queued (pending or in flight) for paths starting with `prefix` include an
+    /// add, and a delete.
+    pub fn ops_under(&self, prefix: &str) -> (bool, bool) {
+        let pending =
+            self.pending.range(prefix.to_string()..).take_while(|(p, _)| p.starts_with(prefix)).map(|(_, e)| e);
+        let flying = self.in_flight.iter().filter(|(p, _)| p.starts_with(prefix)).map(|(_, e)| e);
+        let (mut add, mut delete) = (false, false);
+        for e in pending.chain(flying) {
+            match e.op {
+                Op::Add { .. } => add = true,
+                Op::Delete => delete = true,
+            }
+        }
+        (add, delete)
     }
 
     pub fn has_pending(&self) -> bool {
@@ -105,7 +124,7 @@ impl CommitQueue {
 
     /// When the oldest pending op was queued.
     pub fn oldest(&self) -> Option<Instant> {
-        self.pending.values().map(|e| e.since).min()
+        self.by_age.first().map(|(t, _)| *t)
     }
 
     /// Move up to `MAX_BATCH` pending ops in flight and return them as batch lines.
@@ -115,6 +134,7 @@ impl CommitQueue {
         let mut ops = Vec::with_capacity(paths.len());
         for path in paths {
             let entry = self.pending.remove(&path).expect("key just listed");
+            self.by_age.remove(&(entry.since, path.clone()));
             ops.push(match &entry.op {
                 Op::Add { xet_hash, mtime_ms, .. } => {
                     BatchOp::Add { path: path.clone(), xet_hash: xet_hash.clone(), mtime_ms: *mtime_ms }
@@ -131,7 +151,7 @@ impl CommitQueue {
         self.pending.keys().cloned().chain(self.in_flight.iter().map(|(p, _)| p.clone())).collect()
     }
 
-    /// The batch in flight was committed: returns the finished waits and the files whose
+    /// The batch in flight was committed: returns the finished groups and the files whose
     /// content it carried.
     pub fn on_committed(&mut self) -> (Vec<Finished>, Vec<Ino>) {
         let done = std::mem::take(&mut self.in_flight);
@@ -149,8 +169,8 @@ impl CommitQueue {
         self.in_flight.iter().map(|(p, _)| p.as_str()).collect()
     }
 
-    /// The batch in flight finally failed: its waiters get `err`; its ops go back to pending
-    /// (unless a newer op replaced them) to be tried again later. Returns the finished waits
+    /// The batch in flight finally failed: its groups get `err`; its ops go back to pending
+    /// (unless a newer op replaced them) to be tried again later. Returns the finished groups
     /// and the files whose content was in the batch.
     pub fn on_failed(&mut self, err: &FsError, now: Instant) -> (Vec<Finished>, Vec<Ino>) {
         let done = std::mem::take(&mut self.in_flight);
@@ -161,7 +181,10 @@ impl CommitQueue {
             files.extend(entry.ino);
             entry.groups.clear();
             entry.since = now;
-            self.pending.entry(path).or_insert(entry);
+            if !self.pending.contains_key(&path) {
+                self.by_age.insert((now, path.clone()));
+                self.pending.insert(path, entry);
+            }
         }
         (finished, files)
     }
@@ -175,7 +198,7 @@ impl CommitQueue {
             }
             if g.remaining == 0 {
                 let g = self.groups.remove(id).expect("present");
-                finished.push((g.req, g.error.map_or(Ok(()), Err)));
+                finished.push((*id, g.error.map_or(Ok(()), Err)));
             }
         }
     }
@@ -195,15 +218,17 @@ mod tests {
         let mut q = CommitQueue::default();
         let t = Instant::ZERO;
         q.push("a".into(), add("1"), None, t);
-        q.push("b".into(), Op::Delete, None, t);
-        q.push("a".into(), add("2"), None, t);
-        assert!(q.wait(RequestId(9), &["a".into(), "zzz".into()]).is_some());
-        assert!(q.wait(RequestId(8), &["nothing".into()]).is_none());
+        q.push("b".into(), Op::Delete, None, Instant::from_nanos(5));
+        q.push("a".into(), add("2"), None, Instant::from_nanos(9));
+        assert_eq!(q.oldest(), Some(t));
+        let g = q.wait(&["a".into(), "zzz".into()]).expect("waits for a");
+        assert!(q.wait(&["nothing".into()]).is_none());
         let ops = q.take_batch();
         assert_eq!(ops.len(), 2);
+        assert_eq!(q.oldest(), None);
         assert!(ops.contains(&BatchOp::Add { path: "a".into(), xet_hash: "2".into(), mtime_ms: 0 }));
         assert_eq!(q.latest("b"), Some(&Op::Delete));
-        assert_eq!(q.on_committed().0, vec![(RequestId(9), Ok(()))]);
+        assert_eq!(q.on_committed().0, vec![(g, Ok(()))]);
         assert!(q.is_empty());
     }
 
@@ -213,14 +238,15 @@ mod tests {
         let t = Instant::ZERO;
         q.push("a".into(), add("1"), Some(4), t);
         q.push("b".into(), add("1"), None, t);
-        q.wait(RequestId(1), &["a".into(), "b".into()]);
+        let g = q.wait(&["a".into(), "b".into()]).unwrap();
         q.take_batch();
         q.push("b".into(), Op::Delete, None, t);
         let err = FsError::new(Errno::Io, "x", "");
-        let (finished, files) = q.on_failed(&err, t);
-        assert_eq!(finished, vec![(RequestId(1), Err(err))]);
+        let (finished, files) = q.on_failed(&err, Instant::from_nanos(3));
+        assert_eq!(finished, vec![(g, Err(err))]);
         assert_eq!(files, vec![4]);
         assert_eq!(q.latest("a"), Some(&add("1")));
         assert_eq!(q.latest("b"), Some(&Op::Delete));
+        assert_eq!(q.oldest(), Some(t));
     }
 }

@@ -1,4 +1,5 @@
-//! What a mount is: a repo at a pinned commit or a bucket, which subfolder, and its policies.
+//! What a mount is: a repo at a revision or a bucket, which subfolder, and its policies. Core
+//! resolves the source against the Hub when it starts (see `fs::mount`).
 
 use std::time::Duration;
 
@@ -6,12 +7,32 @@ use crate::hub::{HubUrls, RepoRef};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// A repo at a 40-hex commit: immutable, so listings and bytes never go stale. When the
-    /// mount was asked for a branch (or tag), `follow` names it: the poll resolves it again and
-    /// moves the mount to its new commit.
-    Repo { repo: RepoRef, commit: String, follow: Option<String> },
+    /// A repo at `revision`: a commit sha is pinned for good; a branch or tag is resolved to
+    /// its commit at mount time and followed (the poll resolves it again).
+    Repo { repo: RepoRef, revision: String },
     /// A bucket (`ns/name`): mutable, re-checked after the metadata TTL and by the poll.
     Bucket { id: String },
+}
+
+impl Source {
+    /// What identifies the source for stable inode numbers (`identity::mount_seed`).
+    pub fn identity_key(&self) -> String {
+        match self {
+            Source::Repo { repo, .. } => format!("{}:{}", repo.kind.api_segment(), repo.id),
+            Source::Bucket { id } => format!("bucket:{id}"),
+        }
+    }
+}
+
+/// What the frontend leaves to core: permission checks (FUSE lets the kernel check them with
+/// `default_permissions`; NFS cannot) and whom new files belong to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Check every request's caller against modes and owners.
+    pub check: bool,
+    /// New files are owned by their creator (the kernel vouches for it); otherwise by the
+    /// mount's `uid`/`gid` (NFS: AUTH_SYS identities are not trusted for ownership).
+    pub owner_from_caller: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -20,12 +41,13 @@ pub struct MountConfig {
     pub source: Source,
     /// Path shown at the mount root ("" = everything).
     pub subfolder: String,
+    /// Whether a Hub token is sent (mount-time errors say what to try).
+    pub has_token: bool,
     pub uid: u32,
     pub gid: u32,
+    pub access: AccessPolicy,
     /// Entry/attr TTL handed to the kernel, and how long a bucket listing is trusted.
     pub metadata_ttl: Duration,
-    /// mtime of directories and of files whose listing gives none.
-    pub mtime_secs: i64,
     pub policy: ReadPolicy,
     pub writes: WritePolicy,
     /// Wall-clock milliseconds since the epoch at the runtime's `Instant::ZERO` (for the
@@ -34,6 +56,32 @@ pub struct MountConfig {
     /// How often a bucket (its `updatedAt`) or a followed repo revision (its commit) is probed
     /// for remote changes; `None` = never.
     pub poll_interval: Option<Duration>,
+    /// Seeds core's random generator (retry jitter).
+    pub seed: u64,
+    /// Write verifier: a different value every time the mount starts.
+    pub verifier: u64,
+}
+
+impl MountConfig {
+    /// A configuration with defaults for everything but what is mounted (tests, simulations).
+    pub fn new(urls: HubUrls, source: Source) -> Self {
+        MountConfig {
+            urls,
+            source,
+            subfolder: String::new(),
+            has_token: false,
+            uid: 0,
+            gid: 0,
+            access: AccessPolicy::default(),
+            metadata_ttl: Duration::from_secs(10),
+            policy: ReadPolicy::default(),
+            writes: WritePolicy::default(),
+            wall_ms_at_zero: 0,
+            poll_interval: None,
+            seed: 0,
+            verifier: 0,
+        }
+    }
 }
 
 /// Read-path knobs; defaults are what the benchmark was tuned with.

@@ -1,9 +1,12 @@
 //! Effects: what core asks the outside world to do, and the completions that come back.
 //!
 //! Effects are plain values. Runtimes execute them (in any order, concurrently) and feed the
-//! result back with the same `EffectId`. Core never learns how they were executed.
+//! result back with the same `EffectId`. Core never learns how they were executed. Effects that
+//! reach CAS name the Hub URL of the xet token that grants access (`token_url`): executors keep
+//! one CAS session per token URL.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +21,7 @@ pub enum Effect {
     /// GET `range` of a regular (non-xet) file through its resolve URL; completion is `Bytes`.
     HubRange { url: String, range: Range<u64> },
     /// Reconstruct `range` of a xet-stored file through CAS; completion is `Bytes`.
-    CasRange { xet_hash: String, file_size: u64, range: Range<u64> },
+    CasRange { token_url: Arc<str>, xet_hash: String, file_size: u64, range: Range<u64> },
     /// POST `body` to a Hub API URL; the completion is `Completion::Http`.
     HubPost { url: String, content_type: &'static str, body: Bytes },
     /// A step of an upload stream (upload while writing); `Done`, or `Uploaded` for `Finish`.
@@ -26,9 +29,9 @@ pub enum Effect {
     Stream(StreamOp),
     /// A local staging-file operation; the completion is `Done` (or `Bytes` for reads).
     Stage(StageOp),
-    /// Upload files to CAS with a write token, in one session finalized at the end (xorbs and
-    /// shard); the completion is `Uploaded`, one entry per source, in order.
-    Upload(Vec<UploadSource>),
+    /// Upload files to CAS, in one session finalized at the end (xorbs and shard); the
+    /// completion is `Uploaded`, one entry per source, in order.
+    Upload { token_url: Arc<str>, sources: Vec<UploadSource> },
 }
 
 /// Staging files hold the content of files being written, named by core, owned by effects.
@@ -41,6 +44,7 @@ pub enum StageOp {
     /// Fill the file with the whole content of a xet file (before it is edited in place).
     Fill {
         path: String,
+        token_url: Arc<str>,
         xet_hash: String,
         size: u64,
     },
@@ -62,7 +66,7 @@ pub enum StageOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamOp {
     /// Feed the next bytes (the stream is created on its first append).
-    Append { stream: u64, data: Vec<Bytes> },
+    Append { stream: u64, token_url: Arc<str>, data: Vec<Bytes> },
     /// Finish the file and finalize its session.
     Finish { stream: u64 },
     /// Drop the stream.
@@ -107,6 +111,15 @@ pub enum FailureKind {
     Auth,
     /// 404 / unknown object.
     NotFound,
+    /// A local file operation failed (staging files); never retried.
+    Local(LocalError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalError {
+    /// The local disk is full.
+    NoSpace,
+    Io,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +146,10 @@ impl EffectFailure {
             _ => FailureKind::Permanent,
         };
         EffectFailure::new(kind, Some(status), message)
+    }
+
+    pub fn local(error: LocalError, message: impl Into<String>) -> Self {
+        EffectFailure::new(FailureKind::Local(error), None, message)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The typed filesystem error: one errno, a stable label for logs and metrics, and a detail.
 //!
-//! Errno values are Linux's; frontends pass `Errno::code()` to the kernel or to NFS mapping.
+//! Errno values are Linux's; frontends pass `Errno::code()` to the kernel, and NFS maps each
+//! variant (and, for transient Hub failures, the label) to its NFS3ERR_* code.
 
 use std::fmt;
 
@@ -22,6 +23,13 @@ pub enum Errno {
     NoSys,
     NotEmpty,
     NotSup,
+    FBig,
+    /// The identity no longer names a file (NFS3ERR_STALE).
+    Stale,
+    /// A setattr guard did not match (NFS3ERR_NOT_SYNC; `EINVAL` for Linux).
+    NotSync,
+    /// Not even one directory entry fits the reply budget (NFS3ERR_TOOSMALL; `EINVAL`).
+    TooSmall,
 }
 
 impl Errno {
@@ -44,6 +52,9 @@ impl Errno {
             Errno::NoSys => 38,
             Errno::NotEmpty => 39,
             Errno::NotSup => 95,
+            Errno::FBig => 27,
+            Errno::Stale => 116,
+            Errno::NotSync | Errno::TooSmall => 22,
         }
     }
 }
@@ -74,13 +85,37 @@ impl FsError {
         Self::new(Errno::NoEnt, "not_found", "")
     }
 
-    pub fn read_only() -> Self {
-        Self::new(Errno::RoFs, "read_only", "repo mounts are read-only")
+    pub fn is_a_directory() -> Self {
+        Self::new(Errno::IsDir, "is_a_directory", "")
+    }
+
+    pub fn not_a_directory() -> Self {
+        Self::new(Errno::NotDir, "not_a_directory", "")
+    }
+
+    pub fn exists() -> Self {
+        Self::new(Errno::Exist, "exists", "")
     }
 
     pub fn level(&self) -> LogLevel {
+        if self.label == "permission_denied" {
+            return LogLevel::Debug;
+        }
         match self.errno {
-            Errno::NoEnt | Errno::RoFs | Errno::NotDir | Errno::IsDir | Errno::Inval | Errno::NoSys => LogLevel::Debug,
+            Errno::NoEnt
+            | Errno::RoFs
+            | Errno::NotDir
+            | Errno::IsDir
+            | Errno::Inval
+            | Errno::NoSys
+            | Errno::Exist
+            | Errno::NotEmpty
+            | Errno::NameTooLong
+            | Errno::Stale
+            | Errno::NotSync
+            | Errno::TooSmall
+            | Errno::Perm
+            | Errno::NotSup => LogLevel::Debug,
             _ => LogLevel::Warn,
         }
     }

@@ -67,6 +67,15 @@ pub fn parse_repo_arg(arg: &str) -> Result<(RepoRef, String), String> {
     Ok((RepoRef { kind, id }, sub))
 }
 
+/// Parse the CLI's `NS/NAME[/PREFIX]` into a bucket id and a folder of it.
+pub fn parse_bucket_arg(arg: &str) -> Result<(String, String), String> {
+    let parts: Vec<&str> = arg.trim_matches('/').split('/').collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+        return Err(format!("invalid bucket id {arg:?}: expected NAMESPACE/NAME[/PREFIX]"));
+    }
+    Ok((format!("{}/{}", parts[0], parts[1]), parts[2..].join("/")))
+}
+
 /// Check a user-supplied revision: branch, tag, `refs/...` or a commit sha.
 pub fn validate_revision(rev: &str) -> Result<(), String> {
     let ok = !rev.is_empty()
@@ -134,6 +143,10 @@ pub struct HubUrls {
 impl HubUrls {
     pub fn new(endpoint: &str) -> Self {
         HubUrls { endpoint: endpoint.trim_end_matches('/').to_string() }
+    }
+
+    pub fn repo_info(&self, repo: &RepoRef) -> String {
+        format!("{}/api/{}/{}", self.endpoint, repo.kind.api_segment(), repo.id)
     }
 
     pub fn revision_info(&self, repo: &RepoRef, rev: &str) -> String {
@@ -526,6 +539,9 @@ mod tests {
         assert!(parse_repo_arg("gpt2").is_err());
         assert!(parse_repo_arg("ns//x").is_err());
         assert!(parse_repo_arg("ns/name/../etc").is_err());
+        assert_eq!(parse_bucket_arg("a/b/c/d").unwrap(), ("a/b".to_string(), "c/d".to_string()));
+        assert!(parse_bucket_arg("a").is_err());
+        assert!(parse_bucket_arg("a/../b").is_err());
     }
 
     #[test]

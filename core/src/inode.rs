@@ -1,11 +1,13 @@
-//! The inode table: numbering (slab index + 1, root = 1), name lookup by (parent, name), kernel
-//! lookup counts, and each node's kind and local metadata. Paths are not stored: a node's path
-//! is its parent chain, so renaming a directory moves every descendant at once.
+//! The inode table: stable numbering (root = 1, every other node numbered from its path, see
+//! `identity`), name lookup by (parent, name), kernel lookup counts, and each node's kind and
+//! local metadata. Paths are not stored: a node's path is its parent chain, so renaming a
+//! directory moves every descendant at once (and a moved node keeps its number).
 
-use hashbrown::HashMap;
 use slab::Slab;
 
+use crate::collections::Map;
 use crate::hub::ContentSource;
+use crate::identity;
 
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
@@ -40,10 +42,13 @@ pub struct LocalMeta {
     pub atime_ns: Option<i64>,
     pub mtime_ns: Option<i64>,
     pub ctime_ns: Option<i64>,
+    /// The verifier of the exclusive create that made this file (NFS retransmissions).
+    pub create_verifier: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Inode {
+    pub ino: Ino,
     pub parent: Ino,
     pub name: String,
     pub kind: NodeKind,
@@ -59,15 +64,25 @@ pub struct Inode {
 
 pub struct InodeTable {
     nodes: Slab<Inode>,
-    by_name: HashMap<(Ino, String), Ino>,
+    by_ino: Map<Ino, usize>,
+    by_name: Map<(Ino, String), Ino>,
     root_path: String,
+    seed: u64,
 }
 
 impl InodeTable {
-    /// A table holding only the root directory, which shows remote path `root_path`.
-    pub fn new(root_path: &str) -> Self {
-        let mut t = InodeTable { nodes: Slab::new(), by_name: HashMap::new(), root_path: root_path.to_string() };
+    /// A table holding only the root directory, which shows remote path `root_path`; other
+    /// numbers derive from `seed` (`identity::mount_seed` of the source) and each path.
+    pub fn new(root_path: &str, seed: u64) -> Self {
+        let mut t = InodeTable {
+            nodes: Slab::new(),
+            by_ino: Map::default(),
+            by_name: Map::default(),
+            root_path: root_path.to_string(),
+            seed,
+        };
         let key = t.nodes.insert(Inode {
+            ino: ROOT_INO,
             parent: ROOT_INO,
             name: String::new(),
             kind: NodeKind::Dir,
@@ -76,16 +91,17 @@ impl InodeTable {
             detached: false,
             local: false,
         });
-        debug_assert_eq!(key as u64 + 1, ROOT_INO);
+        t.by_ino.insert(ROOT_INO, key);
         t
     }
 
     pub fn get(&self, ino: Ino) -> Option<&Inode> {
-        ino.checked_sub(1).and_then(|k| self.nodes.get(k as usize))
+        self.by_ino.get(&ino).and_then(|k| self.nodes.get(*k))
     }
 
     pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
-        ino.checked_sub(1).and_then(|k| self.nodes.get_mut(k as usize))
+        let key = *self.by_ino.get(&ino)?;
+        self.nodes.get_mut(key)
     }
 
     /// Full remote path of `ino` ("" for a whole-repo root).
@@ -132,7 +148,16 @@ impl InodeTable {
         if let Some(ino) = self.child(parent, name) {
             return ino;
         }
+        let path = match self.path(parent) {
+            p if p.is_empty() => name.to_string(),
+            p => format!("{p}/{name}"),
+        };
+        let ino = (0..)
+            .map(|probe| identity::candidate(self.seed, &path, probe))
+            .find(|ino| !self.by_ino.contains_key(ino))
+            .expect("some probe is free");
         let key = self.nodes.insert(Inode {
+            ino,
             parent,
             name: name.to_string(),
             kind,
@@ -141,7 +166,7 @@ impl InodeTable {
             detached: false,
             local: false,
         });
-        let ino = key as u64 + 1;
+        self.by_ino.insert(ino, key);
         self.by_name.insert((parent, name.to_string()), ino);
         ino
     }
@@ -195,11 +220,11 @@ mod tests {
 
     #[test]
     fn numbering_and_lookup_counts() {
-        let mut t = InodeTable::new("");
+        let mut t = InodeTable::new("", 5);
         assert!(matches!(t.get(ROOT_INO).unwrap().kind, NodeKind::Dir));
         assert!(t.get(0).is_none());
         let a = t.insert_child(ROOT_INO, "a", NodeKind::Dir);
-        assert_eq!(a, 2);
+        assert_eq!(a, identity::candidate(5, "a", 0));
         assert_eq!(t.insert_child(ROOT_INO, "a", NodeKind::Dir), a);
         assert_eq!(t.child(ROOT_INO, "a"), Some(a));
         t.add_lookup(a);
@@ -211,8 +236,26 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_stable_and_collisions_probe() {
+        let mut t1 = InodeTable::new("sub", 9);
+        let mut t2 = InodeTable::new("sub", 9);
+        let d1 = t1.insert_child(ROOT_INO, "d", NodeKind::Dir);
+        let f1 = t1.insert_child(d1, "f", NodeKind::Dir);
+        // Another process discovers the same paths in another order: same numbers.
+        let d2 = t2.insert_child(ROOT_INO, "d", NodeKind::Dir);
+        let f2 = t2.insert_child(d2, "f", NodeKind::Dir);
+        assert_eq!((d1, f1), (d2, f2));
+        assert_eq!(f1, identity::candidate(9, "sub/d/f", 0));
+        // A removed node keeps its number while a new node takes its path: the new one probes.
+        t1.detach(f1);
+        let again = t1.insert_child(d1, "f", NodeKind::Dir);
+        assert_eq!(again, identity::candidate(9, "sub/d/f", 1));
+        assert_eq!(t1.get(f1).unwrap().ino, f1);
+    }
+
+    #[test]
     fn paths_follow_moves() {
-        let mut t = InodeTable::new("sub");
+        let mut t = InodeTable::new("sub", 0);
         let a = t.insert_child(ROOT_INO, "a", NodeKind::Dir);
         let f = t.insert_child(a, "f", NodeKind::Symlink { target: "x".into() });
         assert_eq!(t.path(f), "sub/a/f");
@@ -225,6 +268,6 @@ mod tests {
         t.detach(f);
         assert_eq!(t.child(a, "f"), None);
         assert!(t.get(f).unwrap().detached);
-        assert_eq!(InodeTable::new("").path(ROOT_INO), "");
+        assert_eq!(InodeTable::new("", 0).path(ROOT_INO), "");
     }
 }

@@ -1,7 +1,7 @@
 //! Directory listings: fetched page by page, then served to lookup, getattr and readdir(plus)
-//! with no per-file request. Requests that need a listing still in flight wait here until its
-//! last page arrives. A listing remembers when it was loaded, so a mutable source (a bucket)
-//! can be re-listed after its TTL while the old children keep serving the local view.
+//! with no per-file request. A listing remembers when it was loaded, so a mutable source (a
+//! bucket) can be re-listed after its TTL while the old children keep serving the local view.
+//! Requests that need a listing still in flight wait in the filesystem's parked table.
 //!
 //! Children carry stable readdir cookies (2, 3, ...; 0 and 1 are `.` and `..`): removing an
 //! entry never shifts the others, so a reader that deletes as it goes skips nothing.
@@ -9,32 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hashbrown::HashMap;
-
+use crate::collections::{Map, Set};
 use crate::inode::Ino;
-use crate::request::RequestId;
 use crate::time::Instant;
 
 /// First cookie of a child entry.
 pub const FIRST_COOKIE: u64 = 2;
-
-/// A request parked until a directory's listing is complete.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Waiter {
-    Lookup {
-        req: RequestId,
-        name: String,
-    },
-    ReadDir {
-        req: RequestId,
-        offset: u64,
-        plus: bool,
-    },
-    /// Any other request, handled again from the start once the listing is in.
-    Retry {
-        req: RequestId,
-    },
-}
 
 #[derive(Debug, Default)]
 struct Dir {
@@ -44,12 +24,11 @@ struct Dir {
     loaded_at: Option<Instant>,
     /// Children of a listing in progress.
     fetching: Option<Vec<Ino>>,
-    waiters: Vec<Waiter>,
 }
 
 #[derive(Default)]
 pub struct Listings {
-    dirs: HashMap<Ino, Dir>,
+    dirs: Map<Ino, Dir>,
 }
 
 /// What the caller must do after asking for a directory.
@@ -57,9 +36,9 @@ pub struct Listings {
 pub enum Need {
     /// The listing is loaded and fresh: serve from `children`.
     Ready,
-    /// The first page must be requested now (the request was parked).
+    /// The first page must be requested now (and waited for).
     StartFetch,
-    /// A fetch is already in flight (the request was parked).
+    /// A fetch is already in flight: wait for it.
     Wait,
 }
 
@@ -77,13 +56,12 @@ impl Listings {
         }
     }
 
-    /// Ready if fresh; otherwise park `waiter` and say whether a fetch must start.
-    pub fn need(&mut self, dir: Ino, waiter: Waiter, now: Instant, ttl: Option<Duration>) -> Need {
+    /// Ready if fresh; otherwise say whether a fetch must start.
+    pub fn need(&mut self, dir: Ino, now: Instant, ttl: Option<Duration>) -> Need {
         if self.is_fresh(dir, now, ttl) {
             return Need::Ready;
         }
         let d = self.dirs.entry(dir).or_default();
-        d.waiters.push(waiter);
         if d.fetching.is_some() {
             Need::Wait
         } else {
@@ -102,9 +80,11 @@ impl Listings {
         true
     }
 
-    /// Loaded directories (candidates for a poll's re-listing).
+    /// Loaded directories (candidates for a poll's re-listing), in inode order.
     pub fn loaded(&self) -> Vec<Ino> {
-        self.dirs.iter().filter(|(_, d)| d.loaded_at.is_some()).map(|(ino, _)| *ino).collect()
+        let mut dirs: Vec<Ino> = self.dirs.iter().filter(|(_, d)| d.loaded_at.is_some()).map(|(ino, _)| *ino).collect();
+        dirs.sort_unstable();
+        dirs
     }
 
     pub fn is_loaded(&self, dir: Ino) -> bool {
@@ -114,6 +94,14 @@ impl Listings {
     /// Children in cookie order.
     pub fn children(&self, dir: Ino) -> Vec<(u64, Ino)> {
         self.dirs.get(&dir).map(|d| d.children.iter().map(|(c, i)| (*c, *i)).collect()).unwrap_or_default()
+    }
+
+    /// Up to `max` children from cookie `from` on, in cookie order.
+    pub fn children_from(&self, dir: Ino, from: u64, max: usize) -> Vec<(u64, Ino)> {
+        self.dirs
+            .get(&dir)
+            .map(|d| d.children.range(from..).take(max).map(|(c, i)| (*c, *i)).collect())
+            .unwrap_or_default()
     }
 
     pub fn child_count(&self, dir: Ino) -> usize {
@@ -133,12 +121,12 @@ impl Listings {
     }
 
     /// Install `children` (kept in their old cookie order, new ones appended) as the loaded
-    /// listing and return the parked requests.
-    pub fn set_loaded(&mut self, dir: Ino, children: &[Ino], now: Instant) -> Vec<Waiter> {
+    /// listing.
+    pub fn set_loaded(&mut self, dir: Ino, children: &[Ino], now: Instant) {
         let d = self.dirs.entry(dir).or_default();
-        let keep: hashbrown::HashSet<Ino> = children.iter().copied().collect();
+        let keep: Set<Ino> = children.iter().copied().collect();
         d.children.retain(|_, ino| keep.contains(ino));
-        let present: hashbrown::HashSet<Ino> = d.children.values().copied().collect();
+        let present: Set<Ino> = d.children.values().copied().collect();
         d.next_cookie = d.next_cookie.max(FIRST_COOKIE);
         for ino in children {
             if !present.contains(ino) {
@@ -147,7 +135,6 @@ impl Listings {
             }
         }
         d.loaded_at = Some(now);
-        std::mem::take(&mut d.waiters)
     }
 
     /// A directory created in the mount: loaded, empty, never fetched.
@@ -176,19 +163,14 @@ impl Listings {
     }
 
     /// Forget a directory's listing (it was removed).
-    pub fn drop_dir(&mut self, dir: Ino) -> Vec<Waiter> {
-        self.dirs.remove(&dir).map(|d| d.waiters).unwrap_or_default()
+    pub fn drop_dir(&mut self, dir: Ino) {
+        self.dirs.remove(&dir);
     }
 
-    /// The listing failed: forget the partial fetch (the next access retries) and return the
-    /// parked requests so they can be failed.
-    pub fn fail(&mut self, dir: Ino) -> Vec<Waiter> {
-        match self.dirs.get_mut(&dir) {
-            Some(d) => {
-                d.fetching = None;
-                std::mem::take(&mut d.waiters)
-            }
-            None => Vec::new(),
+    /// The listing failed: forget the partial fetch (the next access retries).
+    pub fn fail(&mut self, dir: Ino) {
+        if let Some(d) = self.dirs.get_mut(&dir) {
+            d.fetching = None;
         }
     }
 }
@@ -200,15 +182,14 @@ mod tests {
     #[test]
     fn one_fetch_many_waiters() {
         let mut l = Listings::default();
-        let w = |n| Waiter::Lookup { req: RequestId(n), name: "x".into() };
         let now = Instant::ZERO;
-        assert_eq!(l.need(1, w(1), now, None), Need::StartFetch);
-        assert_eq!(l.need(1, w(2), now, None), Need::Wait);
+        assert_eq!(l.need(1, now, None), Need::StartFetch);
+        assert_eq!(l.need(1, now, None), Need::Wait);
         l.add_page(1, [5, 6]);
         l.add_page(1, [7]);
         let fetched = l.take_fetched(1);
-        assert_eq!(l.set_loaded(1, &fetched, now), vec![w(1), w(2)]);
-        assert_eq!(l.need(1, w(3), now, None), Need::Ready);
+        l.set_loaded(1, &fetched, now);
+        assert_eq!(l.need(1, now, None), Need::Ready);
         assert_eq!(l.children(1), vec![(2, 5), (3, 6), (4, 7)]);
     }
 
@@ -227,14 +208,13 @@ mod tests {
     #[test]
     fn ttl_and_failure() {
         let mut l = Listings::default();
-        let w = Waiter::ReadDir { req: RequestId(1), offset: 0, plus: false };
         let ttl = Some(Duration::from_secs(10));
-        assert_eq!(l.need(1, w.clone(), Instant::ZERO, ttl), Need::StartFetch);
-        assert_eq!(l.fail(1), vec![w.clone()]);
-        assert_eq!(l.need(1, w.clone(), Instant::ZERO, ttl), Need::StartFetch);
+        assert_eq!(l.need(1, Instant::ZERO, ttl), Need::StartFetch);
+        l.fail(1);
+        assert_eq!(l.need(1, Instant::ZERO, ttl), Need::StartFetch);
         l.take_fetched(1);
         l.set_loaded(1, &[], Instant::ZERO);
         assert!(l.is_fresh(1, Instant::from_nanos(9_000_000_000), ttl));
-        assert_eq!(l.need(1, w, Instant::from_nanos(10_000_000_000), ttl), Need::StartFetch);
+        assert_eq!(l.need(1, Instant::from_nanos(10_000_000_000), ttl), Need::StartFetch);
     }
 }

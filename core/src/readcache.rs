@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
-use hashbrown::HashMap;
-
+use crate::collections::Map;
 use crate::inode::Ino;
+use bytes::{Bytes, BytesMut};
 
 struct Segment {
     data: Bytes,
@@ -17,7 +16,7 @@ struct Segment {
 
 #[derive(Default)]
 pub struct ReadCache {
-    files: HashMap<Ino, BTreeMap<u64, Segment>>,
+    files: Map<Ino, BTreeMap<u64, Segment>>,
     /// (last_use, ino, start) of every segment, oldest first.
     lru: BTreeMap<(u64, Ino, u64), ()>,
     bytes: u64,

@@ -3,13 +3,14 @@
 //! Method classes, as in core: inputs `handle` (one `Input`) and `timeout`; outputs
 //! `poll_effect` (for the runtime to execute) and `next_deadline`. After every input the driver
 //! drains core in this order: replies to their sinks (errors logged once, here), kernel
-//! notifications to the notifier, log lines to `tracing`, the drain outcome to its waiter.
+//! notifications to the notifier, log lines to `tracing`, the mount and drain outcomes to their
+//! waiters.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 
 use hfm_core::error::LogLevel;
-use hfm_core::{DrainOutcome, Effect, EffectId, Filesystem, Instant, Reply, RequestId};
+use hfm_core::{DrainOutcome, Effect, EffectId, Filesystem, FsError, Instant, MountInfo, Reply, RequestId};
 
 use crate::handle::Input;
 use crate::{Notifier, ReplySink};
@@ -27,11 +28,23 @@ pub struct Driver {
     next_request: u64,
     notifier: Option<Box<dyn Notifier>>,
     drain_waiter: Option<mpsc::Sender<DrainOutcome>>,
+    mounted: Option<Result<MountInfo, FsError>>,
+    mount_waiters: Vec<mpsc::Sender<Result<MountInfo, FsError>>>,
 }
 
 impl Driver {
     pub fn new(fs: Filesystem, notifier: Option<Box<dyn Notifier>>) -> Self {
-        Driver { fs, sinks: BTreeMap::new(), next_request: 0, notifier, drain_waiter: None }
+        let mut driver = Driver {
+            fs,
+            sinks: BTreeMap::new(),
+            next_request: 0,
+            notifier,
+            drain_waiter: None,
+            mounted: None,
+            mount_waiters: Vec::new(),
+        };
+        driver.deliver();
+        driver
     }
 
     pub fn filesystem(&self) -> &Filesystem {
@@ -46,12 +59,13 @@ impl Driver {
 
     pub fn handle(&mut self, input: Input, now: Instant) -> Flow {
         match input {
-            Input::Request { req, sink } => {
+            Input::Request { caller, req, sink } => {
                 self.next_request += 1;
                 let id = RequestId(self.next_request);
                 self.sinks.insert(id, sink);
-                self.fs.handle_request(id, req, now);
+                self.fs.handle_request(id, caller, req, now);
             }
+            Input::AwaitMounted { done } => self.mount_waiters.push(done),
             Input::Completion { id, completion } => self.fs.handle_completion(id, completion, now),
             Input::Drain { limit, done } => {
                 self.drain_waiter = Some(done);
@@ -73,6 +87,11 @@ impl Driver {
     /// The next effect to execute; its completion comes back as `Input::Completion`.
     pub fn poll_effect(&mut self) -> Option<(EffectId, Effect)> {
         self.fs.poll_effect()
+    }
+
+    /// The outcome of mount-time resolution, once known.
+    pub fn mounted(&self) -> Option<&Result<MountInfo, FsError>> {
+        self.mounted.as_ref()
     }
 
     /// When to call `timeout` next.
@@ -102,6 +121,18 @@ impl Driver {
             match level {
                 LogLevel::Debug => tracing::debug!("{line}"),
                 LogLevel::Warn => tracing::warn!("{line}"),
+            }
+        }
+        if let Some(outcome) = self.fs.poll_mounted() {
+            match &outcome {
+                Ok(info) => tracing::info!("mounted {}", info.label),
+                Err(e) => tracing::debug!("mount failed: {e}"),
+            }
+            self.mounted = Some(outcome);
+        }
+        if let Some(outcome) = &self.mounted {
+            for waiter in self.mount_waiters.drain(..) {
+                let _ = waiter.send(outcome.clone());
             }
         }
         if let Some(outcome) = self.fs.poll_drained() {

@@ -5,19 +5,24 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hfm_core::{Completion, DrainOutcome, EffectId, Errno, Filesystem, FsError, Reply, Request};
+use hfm_core::{Caller, Completion, DrainOutcome, EffectId, Errno, Filesystem, FsError, MountInfo, Reply, Request};
 
 use crate::ReplySink;
 
 /// Everything a driver takes from outside its thread.
 pub enum Input {
     Request {
+        caller: Caller,
         req: Request,
         sink: Box<dyn ReplySink>,
     },
     Completion {
         id: EffectId,
         completion: Completion,
+    },
+    /// Report the outcome of mount-time resolution on `done` (at once if it is known).
+    AwaitMounted {
+        done: mpsc::Sender<Result<MountInfo, FsError>>,
     },
     /// Unmounting: save everything unsaved within `limit`, then report on `done`.
     Drain {
@@ -28,9 +33,10 @@ pub enum Input {
     Shutdown,
 }
 
-/// A runtime's queue of inputs; `push` gives the input back if the runtime is gone.
+/// A runtime's queue of inputs.
 pub trait Inbox: Send + Sync + 'static {
-    fn push(&self, input: Input) -> Result<(), Input>;
+    /// Queue `input`; it comes back if the runtime is gone.
+    fn push(&self, input: Input) -> Option<Input>;
 }
 
 /// Cheap, cloneable handle frontends use to submit requests. Never blocks on the network.
@@ -44,9 +50,9 @@ impl Handle {
         Handle { inbox }
     }
 
-    /// Submit a request; its reply arrives on `sink`.
-    pub fn submit(&self, req: Request, sink: Box<dyn ReplySink>) {
-        if let Err(Input::Request { sink, .. }) = self.inbox.push(Input::Request { req, sink }) {
+    /// Submit a request from `caller`; its reply arrives on `sink`.
+    pub fn submit(&self, caller: Caller, req: Request, sink: Box<dyn ReplySink>) {
+        if let Some(Input::Request { sink, .. }) = self.inbox.push(Input::Request { caller, req, sink }) {
             // The runtime is gone (unmounting): answer so the caller is not left waiting.
             sink.send(Reply::Error(FsError::new(Errno::Io, "shutting_down", "the mount is stopping")));
         }
@@ -57,10 +63,20 @@ impl Handle {
         let _ = self.inbox.push(Input::Completion { id, completion });
     }
 
+    /// Wait until the mount's source is resolved (what it is), or resolving it failed.
+    pub fn wait_mounted(&self) -> Result<MountInfo, FsError> {
+        let gone = || FsError::new(Errno::Io, "shutting_down", "the mount stopped before it was ready");
+        let (done, outcome) = mpsc::channel();
+        if self.inbox.push(Input::AwaitMounted { done }).is_some() {
+            return Err(gone());
+        }
+        outcome.recv().unwrap_or_else(|_| Err(gone()))
+    }
+
     /// Save everything written but not yet committed, waiting at most `limit`.
     pub fn drain(&self, limit: Duration) -> DrainOutcome {
         let (done, outcome) = mpsc::channel();
-        if self.inbox.push(Input::Drain { limit, done }).is_err() {
+        if self.inbox.push(Input::Drain { limit, done }).is_some() {
             return DrainOutcome::GaveUp;
         }
         outcome.recv().unwrap_or(DrainOutcome::GaveUp)

@@ -1,7 +1,8 @@
-//! CAS range reads through xet-core: a `FileDownloadSession` created on first use with a read
-//! token from the Hub (refreshed by xet-core through `HubTokenRefresher`), and xet-core's disk
-//! chunk cache unless disabled.
+//! CAS range reads through xet-core: one `FileDownloadSession` per xet token URL, created on
+//! first use with a read token from the Hub (refreshed by xet-core through `HubTokenRefresher`),
+//! sharing xet-core's disk chunk cache unless disabled.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -26,9 +27,9 @@ pub struct CacheSettings {
 pub struct CasReader {
     ctx: XetContext,
     hub: HubClient,
-    token_url: String,
     cache: CacheSettings,
-    session: Mutex<Option<Arc<FileDownloadSession>>>,
+    /// Sessions by the Hub URL of their token.
+    sessions: Mutex<BTreeMap<String, Arc<FileDownloadSession>>>,
 }
 
 pub(crate) struct HubTokenRefresher {
@@ -67,19 +68,19 @@ pub(crate) fn cas_failure(context: &str, e: impl std::fmt::Display) -> EffectFai
 }
 
 impl CasReader {
-    /// `token_url` is the Hub's xet read-token URL for the mounted repo and revision.
-    pub fn new(hub: HubClient, token_url: String, cache: CacheSettings) -> Result<Self, String> {
+    pub fn new(hub: HubClient, cache: CacheSettings) -> Result<Self, String> {
         let ctx = XetContext::default().map_err(|e| format!("starting the xet runtime: {e}"))?;
-        Ok(CasReader { ctx, hub, token_url, cache, session: Mutex::new(None) })
+        Ok(CasReader { ctx, hub, cache, sessions: Mutex::new(BTreeMap::new()) })
     }
 
-    fn session(&self) -> Result<Arc<FileDownloadSession>, EffectFailure> {
-        let mut guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = guard.as_ref() {
+    /// The session for xet token URL `token_url` (a repo at a commit, or a bucket).
+    fn session(&self, token_url: &str) -> Result<Arc<FileDownloadSession>, EffectFailure> {
+        let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = guard.get(token_url) {
             return Ok(s.clone());
         }
-        let token = fetch_token(&self.hub, &self.token_url)?;
-        let refresher = Arc::new(HubTokenRefresher { hub: self.hub.clone(), url: self.token_url.clone() });
+        let token = fetch_token(&self.hub, token_url)?;
+        let refresher = Arc::new(HubTokenRefresher { hub: self.hub.clone(), url: token_url.to_string() });
         let config =
             default_config(&self.ctx, token.cas_url, Some((token.access_token, token.exp)), Some(refresher), None)
                 .map_err(|e| cas_failure("configuring CAS", e))?;
@@ -105,16 +106,22 @@ impl CasReader {
             .external_run_async_task(FileDownloadSession::new(Arc::new(config), chunk_cache))
             .map_err(|e| cas_failure("xet runtime", e))?
             .map_err(|e| cas_failure("opening CAS session", e))?;
-        *guard = Some(session.clone());
+        guard.insert(token_url.to_string(), session.clone());
         Ok(session)
     }
 
     /// Bytes `range` of the xet file `hash` (of `file_size` bytes), exactly, in consecutive pieces.
-    pub fn read_range(&self, hash: &str, file_size: u64, range: Range<u64>) -> Result<Vec<Bytes>, EffectFailure> {
+    pub fn read_range(
+        &self,
+        token_url: &str,
+        hash: &str,
+        file_size: u64,
+        range: Range<u64>,
+    ) -> Result<Vec<Bytes>, EffectFailure> {
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        let session = self.session()?;
+        let session = self.session(token_url)?;
         let info = XetFileInfo::new(hash.to_string(), file_size);
         let task = async move {
             let (id, mut stream) = session.download_stream(&info, Some(range)).await.map_err(|e| e.to_string())?;
@@ -138,8 +145,14 @@ impl CasReader {
     }
 
     /// Download the whole xet file `hash` into `path` (a staging file about to be edited).
-    pub fn download_to(&self, hash: &str, file_size: u64, path: &std::path::Path) -> Result<(), EffectFailure> {
-        let session = self.session()?;
+    pub fn download_to(
+        &self,
+        token_url: &str,
+        hash: &str,
+        file_size: u64,
+        path: &std::path::Path,
+    ) -> Result<(), EffectFailure> {
+        let session = self.session(token_url)?;
         let info = XetFileInfo::new(hash.to_string(), file_size);
         let path = path.to_path_buf();
         let task = async move { session.download_file(&info, &path).await.map_err(|e| e.to_string()) };
@@ -153,7 +166,7 @@ impl CasReader {
 
     /// Bytes received from CAS so far (chunk-cache hits excluded): the network cost of reads.
     pub fn transferred_bytes(&self) -> u64 {
-        let guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map_or(0, |s| s.report().total_transfer_bytes_completed)
+        let guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        guard.values().map(|s| s.report().total_transfer_bytes_completed).sum()
     }
 }

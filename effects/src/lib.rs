@@ -20,8 +20,7 @@ use hfm_core::{Completion, Effect};
 pub struct Executor {
     pub hub: HubClient,
     pub cas: CasReader,
-    /// Present on writable mounts.
-    pub writer: Option<CasWriter>,
+    pub writer: CasWriter,
 }
 
 impl hfm_driver::Executor for Executor {
@@ -31,27 +30,13 @@ impl hfm_driver::Executor for Executor {
             Effect::HubRange { url, range } => {
                 self.hub.get_range(url, range.clone()).map(|b| Completion::Bytes(vec![b]))
             }
-            Effect::CasRange { xet_hash, file_size, range } => {
-                self.cas.read_range(xet_hash, *file_size, range.clone()).map(Completion::Bytes)
+            Effect::CasRange { token_url, xet_hash, file_size, range } => {
+                self.cas.read_range(token_url, xet_hash, *file_size, range.clone()).map(Completion::Bytes)
             }
             Effect::HubPost { url, content_type, body } => self.hub.post(url, content_type, body).map(Completion::Http),
             Effect::Stage(op) => stage::execute(op, &self.cas),
-            Effect::Stream(op) => match &self.writer {
-                Some(w) => w.stream(op),
-                None => Err(hfm_core::EffectFailure::new(
-                    hfm_core::FailureKind::Permanent,
-                    None,
-                    "this mount has no write access",
-                )),
-            },
-            Effect::Upload(source) => match &self.writer {
-                Some(w) => w.upload(source).map(Completion::Uploaded),
-                None => Err(hfm_core::EffectFailure::new(
-                    hfm_core::FailureKind::Permanent,
-                    None,
-                    "this mount has no write access",
-                )),
-            },
+            Effect::Stream(op) => self.writer.stream(op),
+            Effect::Upload { token_url, sources } => self.writer.upload(token_url, sources).map(Completion::Uploaded),
         };
         result.unwrap_or_else(Completion::Failed)
     }

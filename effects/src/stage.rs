@@ -6,16 +6,14 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use bytes::Bytes;
-use hfm_core::{Completion, EffectFailure, FailureKind, StageEdit, StageOp};
+use hfm_core::{Completion, EffectFailure, LocalError, StageEdit, StageOp};
 
 use crate::cas::CasReader;
 
-/// Local IO failures are not retried; a full disk keeps its meaning (ENOSPC, through the same
-/// mapping as the Hub's 507).
+/// Local IO failures are typed (a full disk is `NoSpace`) and never retried.
 fn io_failure(op: &str, path: &str, e: std::io::Error) -> EffectFailure {
-    const ENOSPC: i32 = 28;
-    let status = (e.raw_os_error() == Some(ENOSPC)).then_some(507);
-    EffectFailure::new(FailureKind::Permanent, status, format!("{op} staging file {path}: {e}"))
+    let kind = if e.kind() == std::io::ErrorKind::StorageFull { LocalError::NoSpace } else { LocalError::Io };
+    EffectFailure::local(kind, format!("{op} staging file {path}: {e}"))
 }
 
 fn open_rw(path: &str) -> std::io::Result<File> {
@@ -28,10 +26,10 @@ pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailur
             File::create(path).map_err(|e| io_failure("creating", path, e))?;
             Ok(Completion::Done)
         }
-        StageOp::Fill { path, xet_hash, size } => {
+        StageOp::Fill { path, token_url, xet_hash, size } => {
             File::create(path).map_err(|e| io_failure("creating", path, e))?;
             if *size > 0 {
-                cas.download_to(xet_hash, *size, Path::new(path))?;
+                cas.download_to(token_url, xet_hash, *size, Path::new(path))?;
             }
             Ok(Completion::Done)
         }

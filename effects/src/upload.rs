@@ -1,12 +1,12 @@
 //! CAS uploads through xet-core: each upload is its own `FileUploadSession`, finalized (xorbs
 //! and shard uploaded) before the completion reports the file hash, so a hash core commits is
 //! always reconstructible. Content comes from memory or from a staging file; SHA-256 is skipped
-//! (buckets do not use it).
+//! (buckets do not use it). One CAS configuration per xet write-token URL.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
 
 use hfm_core::{Completion, EffectFailure, FailureKind, StreamOp, UploadSource};
 use xet_data::processing::configurations::TranslatorConfig;
@@ -20,8 +20,8 @@ use crate::http::HubClient;
 pub struct CasWriter {
     ctx: XetContext,
     hub: HubClient,
-    token_url: String,
-    config: Mutex<Option<Arc<TranslatorConfig>>>,
+    /// Configurations by the Hub URL of their token.
+    configs: Mutex<BTreeMap<String, Arc<TranslatorConfig>>>,
     streams: Mutex<Streams>,
 }
 
@@ -39,24 +39,23 @@ fn stream_failure(e: impl std::fmt::Display) -> EffectFailure {
 }
 
 impl CasWriter {
-    /// `token_url` is the Hub's xet write-token URL of the mounted bucket.
-    pub fn new(hub: HubClient, token_url: String) -> Result<Self, String> {
+    pub fn new(hub: HubClient) -> Result<Self, String> {
         let ctx = XetContext::default().map_err(|e| format!("starting the xet runtime: {e}"))?;
-        Ok(CasWriter { ctx, hub, token_url, config: Mutex::new(None), streams: Mutex::new(Streams::default()) })
+        Ok(CasWriter { ctx, hub, configs: Mutex::new(BTreeMap::new()), streams: Mutex::new(Streams::default()) })
     }
 
-    fn config(&self) -> Result<Arc<TranslatorConfig>, EffectFailure> {
-        let mut guard = self.config.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = guard.as_ref() {
+    fn config(&self, token_url: &str) -> Result<Arc<TranslatorConfig>, EffectFailure> {
+        let mut guard = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = guard.get(token_url) {
             return Ok(c.clone());
         }
-        let token = fetch_token(&self.hub, &self.token_url)?;
-        let refresher = Arc::new(HubTokenRefresher::new(self.hub.clone(), self.token_url.clone()));
+        let token = fetch_token(&self.hub, token_url)?;
+        let refresher = Arc::new(HubTokenRefresher::new(self.hub.clone(), token_url.to_string()));
         let config =
             default_config(&self.ctx, token.cas_url, Some((token.access_token, token.exp)), Some(refresher), None)
                 .map_err(|e| cas_failure("configuring CAS", e))?;
         let config = Arc::new(config);
-        *guard = Some(config.clone());
+        guard.insert(token_url.to_string(), config.clone());
         Ok(config)
     }
 
@@ -64,7 +63,7 @@ impl CasWriter {
     pub fn stream(&self, op: &StreamOp) -> Result<Completion, EffectFailure> {
         let lock = || self.streams.lock().unwrap_or_else(|e| e.into_inner());
         match op {
-            StreamOp::Append { stream, data } => {
+            StreamOp::Append { stream, token_url, data } => {
                 if lock().aborted.remove(stream) {
                     return Ok(Completion::Done);
                 }
@@ -73,7 +72,7 @@ impl CasWriter {
                     Some((session, Some(cleaner))) => (session, cleaner),
                     Some((_, None)) => return Err(stream_failure("a step is already running")),
                     None => {
-                        let config = self.config()?;
+                        let config = self.config(token_url)?;
                         let task = async move {
                             let session = FileUploadSession::new(config).await.map_err(|e| e.to_string())?;
                             let (_, cleaner) =
@@ -140,8 +139,8 @@ impl CasWriter {
 
     /// Upload `sources` in one session and return each one's xet hash and size, in order,
     /// once CAS holds them durably (the session is finalized first).
-    pub fn upload(&self, sources: &[UploadSource]) -> Result<Vec<(String, u64)>, EffectFailure> {
-        let config = self.config()?;
+    pub fn upload(&self, token_url: &str, sources: &[UploadSource]) -> Result<Vec<(String, u64)>, EffectFailure> {
+        let config = self.config(token_url)?;
         let sources = sources.to_vec();
         let task = async move {
             let session = FileUploadSession::new(config).await.map_err(|e| e.to_string())?;

@@ -3,38 +3,41 @@
 //! whatever the Hub sends.
 #![no_main]
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use hfm_core::config::{ReadPolicy, Source, WriteMode, WritePolicy};
+use hfm_core::config::{Source, WriteMode, WritePolicy};
 use hfm_core::hub::{HubUrls, RepoKind, RepoRef};
-use hfm_core::{Completion, Filesystem, HttpResponse, Instant, MountConfig, Request, RequestId, ROOT_INO};
+use hfm_core::{Caller, Completion, DirBudget, Effect, Filesystem, HttpResponse, Instant, MountConfig, Request, RequestId, ROOT_INO};
 use libfuzzer_sys::fuzz_target;
+
+fn ok(body: &str) -> Completion {
+    Completion::Http(HttpResponse { status: 200, headers: vec![], body: Bytes::from(body.to_string()) })
+}
 
 fuzz_target!(|input: (Vec<u8>, String, String, bool)| {
     let (body, link, name, bucket) = input;
-    let (source, mode) = if bucket {
-        (Source::Bucket { id: "a/b".into() }, WriteMode::Advanced)
+    let source = if bucket {
+        Source::Bucket { id: "a/b".into() }
     } else {
-        let repo = RepoRef { kind: RepoKind::Model, id: "a/b".into() };
-        (Source::Repo { repo, commit: "0".repeat(40), follow: None }, WriteMode::ReadOnly)
+        Source::Repo { repo: RepoRef { kind: RepoKind::Model, id: "a/b".into() }, revision: "main".into() }
     };
-    let cfg = MountConfig {
-        urls: HubUrls::new("http://hub"),
-        source,
-        subfolder: String::new(),
-        uid: 0,
-        gid: 0,
-        metadata_ttl: Duration::from_secs(1),
-        mtime_secs: 0,
-        policy: ReadPolicy::default(),
-        writes: WritePolicy { mode, ..WritePolicy::default() },
-        wall_ms_at_zero: 0,
-        poll_interval: None,
-    };
+    let mut cfg = MountConfig::new(HubUrls::new("http://hub"), source);
+    cfg.writes = WritePolicy { mode: if bucket { WriteMode::Advanced } else { WriteMode::ReadOnly }, ..WritePolicy::default() };
     let mut fs = Filesystem::new(cfg);
-    fs.handle_request(RequestId(1), Request::ReadDir { ino: ROOT_INO, offset: 0, plus: true }, Instant::ZERO);
-    fs.handle_request(RequestId(2), Request::Lookup { parent: ROOT_INO, name }, Instant::ZERO);
+    // Resolve the mount with well-formed answers.
+    while fs.poll_mounted().is_none() {
+        let Some((id, effect)) = fs.poll_effect() else { return };
+        let answer = match effect {
+            Effect::HubGet { url } if url.ends_with("/revision/main") => {
+                ok(r#"{"id":"a/b","sha":"0123456789012345678901234567890123456789"}"#)
+            }
+            Effect::HubGet { url } if url.ends_with("/api/buckets/a/b") => ok(r#"{"updatedAt":"2026-01-01T00:00:00.000Z"}"#),
+            _ => ok("{}"),
+        };
+        fs.handle_completion(id, answer, Instant::ZERO);
+    }
+    let budget = DirBudget { bytes: 4096, entry_fixed: 152, name_align: 8 };
+    fs.handle_request(RequestId(1), Caller::default(), Request::ReadDir { ino: ROOT_INO, offset: 0, plus: true, budget }, Instant::ZERO);
+    fs.handle_request(RequestId(2), Caller::default(), Request::Lookup { parent: ROOT_INO, name }, Instant::ZERO);
     let mut answered = 0;
     for round in 0..4 {
         let Some((id, _)) = fs.poll_effect() else { break };

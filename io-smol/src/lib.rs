@@ -10,8 +10,8 @@ use hfm_driver::{Clock, Driver, Executor, Flow, Handle, Inbox, Input, Running};
 struct Channel(Sender<Input>);
 
 impl Inbox for Channel {
-    fn push(&self, input: Input) -> Result<(), Input> {
-        self.0.try_send(input).map_err(|e| e.into_inner())
+    fn push(&self, input: Input) -> Option<Input> {
+        self.0.try_send(input).err().map(|e| e.into_inner())
     }
 }
 

@@ -12,8 +12,8 @@ use hfm_driver::{Clock, Driver, Executor, Flow, Handle, Inbox, Input, Running};
 struct Channel(Sender<Input>);
 
 impl Inbox for Channel {
-    fn push(&self, input: Input) -> Result<(), Input> {
-        self.0.send(input).map_err(|e| e.0)
+    fn push(&self, input: Input) -> Option<Input> {
+        self.0.send(input).err().map(|e| e.0)
     }
 }
 

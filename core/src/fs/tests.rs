@@ -1,38 +1,98 @@
-//! Unit tests of the filesystem state machine, driven request by request.
+//! Unit tests of the filesystem state machine, driven request by request with canned Hub
+//! answers: the decisions core owns (mount-time resolution and its retries, pinned or followed
+//! revisions, readdir filled to a byte budget, `.`/`..` attributes, `TimeSet::Now`, typed local
+//! and auth failures, permission checks, creates without open, stable identities).
+
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::*;
-use crate::config::{WriteMode, WritePolicy};
+use crate::config::{AccessPolicy, WritePolicy};
+use crate::effect::HttpResponse;
+use crate::hub::{HubUrls, RepoKind};
+use crate::request::{access, CreateHow, DirBudget, FileKind, SetAttr, Stability, TimeSet};
+use crate::ROOT_INO;
 
-#[test]
-fn subtract_ranges() {
-    assert_eq!(subtract(0..10, &[2..4, 6..7]), vec![0..2, 4..6, 7..10]);
-    assert_eq!(subtract(0..10, std::slice::from_ref(&(0..10))), Vec::<Range<u64>>::new());
-    assert_eq!(subtract(5..10, &[0..6, 9..20]), vec![6..9]);
+const SHA: &str = "0123456789012345678901234567890123456789";
+
+fn http(status: u16, body: &str) -> Completion {
+    Completion::Http(HttpResponse { status, headers: vec![], body: Bytes::from(body.to_string()) })
 }
 
-fn config(source: Source, mode: WriteMode) -> MountConfig {
-    MountConfig {
-        urls: hub::HubUrls::new("http://hub"),
-        source,
-        subfolder: String::new(),
-        uid: 7,
-        gid: 8,
-        metadata_ttl: std::time::Duration::from_secs(1),
-        mtime_secs: 0,
-        policy: crate::config::ReadPolicy::default(),
-        writes: WritePolicy { mode, ..WritePolicy::default() },
-        wall_ms_at_zero: 0,
-        poll_interval: None,
+fn repo_cfg(revision: &str) -> MountConfig {
+    let repo = RepoRef { kind: RepoKind::Model, id: "a/b".into() };
+    let mut cfg = MountConfig::new(HubUrls::new("http://hub"), Source::Repo { repo, revision: revision.into() });
+    cfg.uid = 7;
+    cfg.gid = 8;
+    cfg.poll_interval = Some(Duration::from_secs(30));
+    cfg
+}
+
+fn bucket_cfg(mode: WriteMode) -> MountConfig {
+    let mut cfg = MountConfig::new(HubUrls::new("http://hub"), Source::Bucket { id: "n/b".into() });
+    cfg.writes = WritePolicy { mode, staging_dir: "/s/".into(), ..WritePolicy::default() };
+    cfg.wall_ms_at_zero = 1_000;
+    cfg
+}
+
+/// The next effect, which must be a GET of `url`.
+fn expect_get(fs: &mut Filesystem, url: &str) -> EffectId {
+    match fs.poll_effect() {
+        Some((id, Effect::HubGet { url: got })) if got == url => id,
+        other => panic!("expected GET {url}, got {other:?}"),
     }
 }
 
-fn fs() -> Filesystem {
-    let repo = hub::RepoRef { kind: hub::RepoKind::Model, id: "a/b".into() };
-    Filesystem::new(config(Source::Repo { repo, commit: "0".repeat(40), follow: None }, WriteMode::ReadOnly))
+/// A repo mount at `revision`, resolved; the root listing holds `tree` (JSON).
+fn repo_fs(revision: &str, tree: &str) -> Filesystem {
+    let mut fs = Filesystem::new(repo_cfg(revision));
+    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/revision/{revision}"));
+    let info = format!(r#"{{"id":"a/b","sha":"{SHA}","lastModified":"2026-01-02T03:04:05.000Z"}}"#);
+    fs.handle_completion(id, http(200, &info), Instant::ZERO);
+    assert!(matches!(fs.poll_mounted(), Some(Ok(_))));
+    fs.handle_request(RequestId(999), Caller::default(), Request::GetAttr { ino: ROOT_INO }, Instant::ZERO);
+    fs.poll_reply();
+    let list = Request::ReadDir { ino: ROOT_INO, offset: 0, plus: false, budget: fuse_budget(false) };
+    fs.handle_request(RequestId(998), Caller::default(), list, Instant::ZERO);
+    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA}?limit=1000"));
+    fs.handle_completion(id, http(200, tree), Instant::ZERO);
+    fs.poll_reply();
+    fs
+}
+
+fn bucket_fs(mode: WriteMode, tree: &str) -> Filesystem {
+    bucket_fs_with(bucket_cfg(mode), tree)
+}
+
+fn bucket_fs_with(cfg: MountConfig, tree: &str) -> Filesystem {
+    let mode = cfg.writes.mode;
+    let mut fs = Filesystem::new(cfg);
+    let id = expect_get(&mut fs, "http://hub/api/buckets/n/b");
+    fs.handle_completion(id, http(200, r#"{"updatedAt":"2026-01-01T00:00:00.000Z"}"#), Instant::ZERO);
+    if mode != WriteMode::ReadOnly {
+        let id = expect_get(&mut fs, "http://hub/api/buckets/n/b/xet-write-token");
+        fs.handle_completion(id, http(200, r#"{"casUrl":"http://cas","accessToken":"t","exp":1}"#), Instant::ZERO);
+    }
+    assert!(matches!(fs.poll_mounted(), Some(Ok(_))));
+    let list = Request::ReadDir { ino: ROOT_INO, offset: 0, plus: false, budget: fuse_budget(false) };
+    fs.handle_request(RequestId(998), Caller::default(), list, Instant::ZERO);
+    let id = expect_get(&mut fs, "http://hub/api/buckets/n/b/tree?recursive=false&limit=1000");
+    fs.handle_completion(id, http(200, tree), Instant::ZERO);
+    fs.poll_reply();
+    fs
+}
+
+fn fuse_budget(plus: bool) -> DirBudget {
+    DirBudget { bytes: 4096, entry_fixed: if plus { 152 } else { 24 }, name_align: 8 }
 }
 
 fn answer(fs: &mut Filesystem, req: Request) -> Reply {
-    fs.handle_request(RequestId(1), req, Instant::ZERO);
+    answer_as(fs, Caller::new(7, 8), req)
+}
+
+fn answer_as(fs: &mut Filesystem, caller: Caller, req: Request) -> Reply {
+    fs.handle_request(RequestId(1), caller, req, Instant::ZERO);
     let (id, reply) = fs.poll_reply().expect("answered without any IO");
     assert_eq!(id, RequestId(1));
     reply
@@ -45,25 +105,101 @@ fn errno(reply: Reply) -> Errno {
     }
 }
 
+fn entry(reply: Reply) -> crate::request::Attr {
+    match reply {
+        Reply::Entry { attr, .. } | Reply::Created { attr, .. } => attr,
+        other => panic!("expected an entry, got {other:?}"),
+    }
+}
+
 #[test]
-fn writes_are_read_only_and_local_answers_need_no_io() {
-    let mut fs = fs();
-    assert_eq!(
-        errno(answer(
-            &mut fs,
-            Request::Mkdir { parent: ROOT_INO, name: "d".into(), mode: 0o755, owner: Default::default() }
-        )),
-        Errno::RoFs
-    );
-    assert_eq!(errno(answer(&mut fs, Request::Access { ino: ROOT_INO, write: true })), Errno::RoFs);
-    assert_eq!(answer(&mut fs, Request::Access { ino: ROOT_INO, write: false }), Reply::Empty);
+fn subtract_ranges() {
+    use super::read::subtract;
+    assert_eq!(subtract(0..10, &[2..4, 6..7]), vec![0..2, 4..6, 7..10]);
+    assert_eq!(subtract(0..10, std::slice::from_ref(&(0..10))), Vec::<std::ops::Range<u64>>::new());
+    assert_eq!(subtract(5..10, &[0..6, 9..20]), vec![6..9]);
+}
+
+#[test]
+fn requests_wait_for_the_mount_and_a_branch_is_followed() {
+    let mut fs = Filesystem::new(repo_cfg("main"));
+    fs.handle_request(RequestId(5), Caller::default(), Request::GetAttr { ino: ROOT_INO }, Instant::ZERO);
+    assert!(fs.poll_reply().is_none(), "a request before the mount waits");
+    let id = expect_get(&mut fs, "http://hub/api/models/a/b/revision/main");
+    // A transient failure is retried with core's policy, on a timer.
+    fs.handle_completion(id, http(503, "busy"), Instant::ZERO);
+    let retry_at = fs.poll_timeout().expect("a retry timer");
+    assert!(retry_at > Instant::ZERO);
+    fs.handle_timeout(retry_at);
+    let id = expect_get(&mut fs, "http://hub/api/models/a/b/revision/main");
+    fs.handle_completion(id, http(200, &format!(r#"{{"id":"a/b","sha":"{SHA}"}}"#)), retry_at);
+    let info = fs.poll_mounted().expect("an outcome").expect("mounted");
+    assert_eq!(info.label, "a/b@012345678901");
+    assert!(!info.writable);
+    assert!(matches!(fs.poll_reply(), Some((RequestId(5), Reply::Attr { .. }))));
+    // A branch is followed: the poll resolves it again.
+    assert!(matches!(fs.remote, Remote::Repo { follow: Some(ref b), .. } if b == "main"));
+    assert_eq!(fs.poll_timeout(), Some(retry_at.saturating_add(Duration::from_secs(30))));
+}
+
+#[test]
+fn a_commit_sha_is_pinned_and_keeps_the_page_cache() {
+    let tree = r#"[{"type":"file","oid":"x","size":3,"path":"f"}]"#;
+    let mut fs = repo_fs(SHA, tree);
+    assert!(matches!(fs.remote, Remote::Repo { follow: None, .. }));
+    assert_eq!(fs.poll_timeout(), None, "a pinned commit is never polled");
+    let f = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "f".into() }));
+    assert!(matches!(
+        answer(&mut fs, Request::Open { ino: f.ino, write: false, truncate: false }),
+        Reply::Open { keep_cache: true, .. }
+    ));
+}
+
+#[test]
+fn mount_failures_are_one_line_with_a_hint() {
+    let mut fs = Filesystem::new(repo_cfg("nope"));
+    fs.handle_request(RequestId(5), Caller::default(), Request::StatFs, Instant::ZERO);
+    let id = expect_get(&mut fs, "http://hub/api/models/a/b/revision/nope");
+    fs.handle_completion(id, http(401, r#"{"error":"who are you"}"#), Instant::ZERO);
+    let err = fs.poll_mounted().expect("an outcome").expect_err("failed");
+    assert_eq!(err.detail, "resolving a/b at \"nope\": HTTP 401: who are you (private or missing? pass --hf-token)");
+    assert!(matches!(fs.poll_reply(), Some((RequestId(5), Reply::Error(_)))), "waiting requests fail too");
+    let mut fs = Filesystem::new(repo_cfg("bad..rev"));
+    let err = fs.poll_mounted().expect("an outcome").expect_err("refused");
+    assert!(err.detail.contains("invalid revision"), "{err}");
+    assert!(fs.poll_effect().is_none());
+}
+
+#[test]
+fn a_bucket_that_is_a_repo_says_so() {
+    let mut fs = Filesystem::new(bucket_cfg(WriteMode::Streaming));
+    let id = expect_get(&mut fs, "http://hub/api/buckets/n/b");
+    fs.handle_completion(id, http(404, r#"{"error":"RepoNotFound"}"#), Instant::ZERO);
+    let probes: Vec<_> = std::iter::from_fn(|| fs.poll_effect()).collect();
+    assert_eq!(probes.len(), 3);
+    for (n, (id, _)) in probes.into_iter().enumerate() {
+        let status = if n == 1 { 200 } else { 404 };
+        fs.handle_completion(id, http(status, "{}"), Instant::ZERO);
+    }
+    let err = fs.poll_mounted().expect("an outcome").expect_err("failed");
+    assert!(err.detail.starts_with("bucket n/b: HTTP 404"), "{err}");
+    assert!(err.detail.ends_with("n/b is a repo: mount it with the `repo` command"), "{err}");
+}
+
+#[test]
+fn read_only_answers_need_no_io() {
+    let mut fs = repo_fs(SHA, "[]");
+    let mkdir = Request::Mkdir { parent: ROOT_INO, name: "d".into(), mode: 0o755 };
+    assert_eq!(errno(answer(&mut fs, mkdir)), Errno::RoFs);
+    assert_eq!(answer(&mut fs, Request::Access { ino: ROOT_INO, mask: access::READ }), Reply::Access { allowed: 4 });
     assert_eq!(answer(&mut fs, Request::Flush { ino: ROOT_INO, fh: 1 }), Reply::Empty);
     assert_eq!(errno(answer(&mut fs, Request::GetAttr { ino: 99 })), Errno::NoEnt);
+    assert_eq!(errno(answer(&mut fs, Request::Resolve { ino: 99 })), Errno::Stale);
     assert_eq!(errno(answer(&mut fs, Request::Open { ino: ROOT_INO, write: false, truncate: false })), Errno::IsDir);
-    assert_eq!(errno(answer(&mut fs, Request::Read { ino: ROOT_INO, fh: None, offset: 0, size: 1 })), Errno::IsDir);
     match answer(&mut fs, Request::GetAttr { ino: ROOT_INO }) {
         Reply::Attr { attr, .. } => {
-            assert_eq!((attr.kind, attr.perm, attr.uid, attr.gid), (FileKind::Directory, 0o555, 7, 8))
+            assert_eq!((attr.kind, attr.perm, attr.uid, attr.gid), (FileKind::Directory, 0o555, 7, 8));
+            assert_eq!(attr.mtime_ns, 1_767_323_045_000_000_000, "the commit date");
         }
         other => panic!("{other:?}"),
     }
@@ -71,23 +207,172 @@ fn writes_are_read_only_and_local_answers_need_no_io() {
 }
 
 #[test]
-fn lookup_waits_for_the_listing_then_answers() {
-    let mut fs = fs();
-    fs.handle_request(RequestId(1), Request::Lookup { parent: ROOT_INO, name: "f".into() }, Instant::ZERO);
-    fs.handle_request(RequestId(2), Request::Lookup { parent: ROOT_INO, name: "nope".into() }, Instant::ZERO);
-    assert!(fs.poll_reply().is_none());
-    let (eid, effect) = fs.poll_effect().expect("one listing fetch");
-    assert_eq!(effect, Effect::HubGet { url: format!("http://hub/api/models/a/b/tree/{}?limit=1000", "0".repeat(40)) });
-    assert!(fs.poll_effect().is_none(), "the second lookup shares the first fetch");
-    let body = br#"[{"type":"file","oid":"x","size":3,"path":"f"}]"#;
-    let page = crate::effect::HttpResponse { status: 200, headers: vec![], body: Bytes::from_static(body) };
-    fs.handle_completion(eid, Completion::Http(page), Instant::ZERO);
-    assert!(matches!(fs.poll_reply(), Some((RequestId(1), Reply::Entry { attr, .. })) if attr.size == 3));
-    assert!(matches!(fs.poll_reply(), Some((RequestId(2), Reply::Error(e))) if e.errno == Errno::NoEnt));
+fn readdir_fills_its_budget_and_counts_only_what_it_sent() {
+    let names: Vec<String> =
+        (0..100).map(|i| format!(r#"{{"type":"file","oid":"x","size":1,"path":"file-{i:03}"}}"#)).collect();
+    let mut fs = repo_fs(SHA, &format!("[{}]", names.join(",")));
+    let budget = fuse_budget(true);
+    let mut offset = 0;
+    let mut seen = Vec::new();
+    loop {
+        let r = answer(&mut fs, Request::ReadDir { ino: ROOT_INO, offset, plus: true, budget });
+        let Reply::Dir { entries, eof, .. } = r else { panic!("{r:?}") };
+        let used: u64 = entries.iter().map(|e| budget.entry_size(e.name.len())).sum();
+        assert!(used <= u64::from(budget.bytes), "{used} bytes in a {}-byte budget", budget.bytes);
+        for e in &entries {
+            let attr = e.attr.as_ref().expect("plus entries carry attributes");
+            match e.name.as_str() {
+                // `.` and `..` get real attributes from core and are not lookups.
+                "." | ".." => {
+                    assert_eq!((attr.kind, attr.perm, attr.ino), (FileKind::Directory, 0o555, ROOT_INO));
+                    assert!(!e.lookup);
+                }
+                _ => assert!(e.lookup),
+            }
+            offset = e.next_offset;
+            seen.push(e.name.clone());
+        }
+        if eof {
+            break;
+        }
+        assert!(!entries.is_empty());
+    }
+    assert_eq!(seen.len(), 102);
+    let file = fs.inodes.child(ROOT_INO, "file-050").unwrap();
+    assert_eq!(fs.inodes.get(file).unwrap().lookups, 1, "each delivered entry counted once");
+    let tiny = DirBudget { bytes: 10, entry_fixed: 24, name_align: 8 };
+    let r = answer(&mut fs, Request::ReadDir { ino: ROOT_INO, offset: 0, plus: false, budget: tiny });
+    assert_eq!(errno(r), Errno::TooSmall);
+}
+
+#[test]
+fn stable_identities_across_mounts() {
+    let tree = r#"[{"type":"directory","oid":"t","size":0,"path":"d"}]"#;
+    let mut a = repo_fs(SHA, tree);
+    let mut b = repo_fs(SHA, tree);
+    let da = entry(answer(&mut a, Request::Lookup { parent: ROOT_INO, name: "d".into() }));
+    let db = entry(answer(&mut b, Request::Lookup { parent: ROOT_INO, name: "d".into() }));
+    assert_eq!(da.ino, db.ino, "the same path has the same inode in another process");
+    assert!(matches!(answer(&mut a, Request::Resolve { ino: da.ino }), Reply::Entry { .. }));
+}
+
+#[test]
+fn time_now_is_cores_wall_clock_and_guards_hold() {
+    let mut fs = bucket_fs(
+        WriteMode::Advanced,
+        r#"[{"type":"file","path":"f","size":0,"xetHash":"0000000000000000000000000000000000000000000000000000000000000000"}]"#,
+    );
+    let f = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "f".into() }));
+    let set = SetAttr { mtime: Some(TimeSet::Now), ..Default::default() };
+    fs.handle_request(
+        RequestId(1),
+        Caller::new(7, 8),
+        Request::SetAttr { ino: f.ino, set, guard_ctime: None },
+        Instant::from_nanos(5),
+    );
+    let Some((_, Reply::Attr { attr, before: Some(before), .. })) = fs.poll_reply() else { panic!("setattr") };
+    assert_eq!(attr.mtime_ns, 1_000_000_000 + 5, "wall_ms_at_zero + now");
+    assert_eq!(before.ctime_ns, f.ctime_ns);
+    let set = SetAttr { mode: Some(0o600), ..Default::default() };
+    let stale = Request::SetAttr { ino: f.ino, set, guard_ctime: Some(before.ctime_ns) };
+    assert_eq!(errno(answer(&mut fs, stale)), Errno::NotSync);
+}
+
+#[test]
+fn create_without_open_exclusive_and_permissions() {
+    let mut cfg = bucket_cfg(WriteMode::Advanced);
+    cfg.access = AccessPolicy { check: true, owner_from_caller: false };
+    cfg.uid = 1000;
+    cfg.gid = 1000;
+    let mut fs = bucket_fs_with(cfg, "[]");
+    let owner = Caller::new(1000, 1000);
+    let how = CreateHow::Exclusive { verifier: 77 };
+    let create = Request::Create { parent: ROOT_INO, name: "x".into(), mode: 0o600, how, open: false };
+    let r = answer_as(&mut fs, owner.clone(), create.clone());
+    let Reply::Created { attr, fh: None, .. } = r else { panic!("{r:?}") };
+    // Owned by the mount's uid (NFS identities are not trusted for ownership), not opened.
+    assert_eq!((attr.uid, attr.perm), (1000, 0o600));
+    // A retransmission finds its file; another verifier does not.
+    assert_eq!(entry(answer_as(&mut fs, owner.clone(), create)).ino, attr.ino);
+    let other = Request::Create {
+        parent: ROOT_INO,
+        name: "x".into(),
+        mode: 0o600,
+        how: CreateHow::Exclusive { verifier: 1 },
+        open: false,
+    };
+    assert_eq!(errno(answer_as(&mut fs, owner.clone(), other)), Errno::Exist);
+    // Another user can neither read nor write a 0600 file; the owner can.
+    let stranger = Caller::new(2000, 2000);
+    let write = |who: Caller, fs: &mut Filesystem| {
+        let req = Request::Write {
+            ino: attr.ino,
+            fh: None,
+            offset: 0,
+            data: Bytes::from_static(b"hi"),
+            stable: Stability::Unstable,
+        };
+        fs.handle_request(RequestId(3), who, req, Instant::ZERO);
+    };
+    write(stranger.clone(), &mut fs);
+    assert!(matches!(fs.poll_reply(), Some((_, Reply::Error(e))) if e.errno == Errno::Acces));
+    assert_eq!(
+        answer_as(&mut fs, stranger.clone(), Request::Access { ino: attr.ino, mask: 7 }),
+        Reply::Access { allowed: 0 }
+    );
+    let chmod =
+        Request::SetAttr { ino: attr.ino, set: SetAttr { mode: Some(0o777), ..Default::default() }, guard_ctime: None };
+    assert_eq!(errno(answer_as(&mut fs, stranger, chmod)), Errno::Perm);
+    write(owner, &mut fs);
+    // The owner's write waits for the staging file, then is acknowledged.
+    let (stage, _) = fs.poll_effect().expect("the staging file is prepared");
+    fs.handle_completion(stage, Completion::Done, Instant::ZERO);
+    assert!(matches!(
+        fs.poll_reply(),
+        Some((RequestId(3), Reply::Written { size: 2, committed: Stability::Unstable, .. }))
+    ));
+}
+
+#[test]
+fn a_full_local_disk_is_enospc_on_the_next_fsync() {
+    let mut fs = bucket_fs(WriteMode::Advanced, "[]");
+    let create =
+        Request::Create { parent: ROOT_INO, name: "f".into(), mode: 0o644, how: CreateHow::Guarded, open: true };
+    let Reply::Created { attr, .. } = answer(&mut fs, create) else { panic!("create") };
+    let (prepare, _) = fs.poll_effect().expect("prepare");
+    fs.handle_completion(prepare, Completion::Done, Instant::ZERO);
+    let write = Request::Write {
+        ino: attr.ino,
+        fh: None,
+        offset: 0,
+        data: Bytes::from_static(b"x"),
+        stable: Stability::Unstable,
+    };
+    assert!(matches!(answer(&mut fs, write), Reply::Written { .. }), "acknowledged once queued");
+    let (edit, _) = fs.poll_effect().expect("the edit");
+    let full = EffectFailure::local(crate::effect::LocalError::NoSpace, "disk full");
+    fs.handle_completion(edit, Completion::Failed(full), Instant::ZERO);
+    assert_eq!(errno(answer(&mut fs, Request::Fsync { ino: attr.ino })), Errno::NoSpc);
+}
+
+#[test]
+fn a_poll_refused_for_auth_backs_off() {
+    let mut cfg = bucket_cfg(WriteMode::ReadOnly);
+    cfg.poll_interval = Some(Duration::from_secs(10));
+    let mut fs = Filesystem::new(cfg);
+    let id = expect_get(&mut fs, "http://hub/api/buckets/n/b");
+    fs.handle_completion(id, http(200, r#"{"updatedAt":"2026-01-01T00:00:00.000Z"}"#), Instant::ZERO);
+    let first = fs.poll_timeout().expect("a poll");
+    assert_eq!(first, Instant::ZERO.saturating_add(Duration::from_secs(10)));
+    fs.handle_timeout(first);
+    let id = expect_get(&mut fs, "http://hub/api/buckets/n/b");
+    fs.handle_completion(id, http(401, "expired"), first);
+    assert_eq!(fs.poll_timeout(), Some(first.saturating_add(Duration::from_secs(20))), "the interval doubles");
 }
 
 #[test]
 fn child_names() {
+    use super::lookup::child_name;
     assert_eq!(child_name("", "a.txt"), Some("a.txt"));
     assert_eq!(child_name("d", "d/a"), Some("a"));
     assert_eq!(child_name("d", "d/a/b"), None);

@@ -1,13 +1,14 @@
-//! Mount-time work: token discovery, repo revision or bucket resolution, subfolder and write
-//! access checks, wiring core, effects, runtime and the FUSE session together, and the unmount
-//! on a signal followed by a bounded drain of unsaved writes.
+//! Mount-time work: token discovery, the mount's configuration from the flags, wiring core,
+//! effects, runtime and the FUSE session together, waiting for core to resolve the source (any
+//! error there is one line, before anything is mounted), and the unmount on a signal followed
+//! by a bounded drain of unsaved writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use hfm_core::config::{ReadPolicy, Source, WriteMode, WritePolicy};
+use hfm_core::config::{AccessPolicy, ReadPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::hub::{self, HubUrls};
 use hfm_core::{Filesystem, MountConfig};
 use hfm_driver::{Clock, DrainOutcome, Driver};
@@ -104,35 +105,6 @@ fn default_cache_dir() -> PathBuf {
     base.join("hf-mount")
 }
 
-/// A Hub GET that must succeed, with the Hub's message in the error. Transient failures are
-/// retried with core's retry policy (the same one the mount uses).
-fn hub_get_ok(hub: &HubClient, url: &str, what: &str) -> Result<hfm_core::HttpResponse> {
-    let mut attempt = 1;
-    loop {
-        let failure = match hub.get(url) {
-            Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
-            Ok(resp) => {
-                let f = hub::failure_from_response(&resp);
-                let hint = match resp.status {
-                    401 if hub.token().is_some() => " (is the token valid?)",
-                    401 => " (private or missing repo? pass --hf-token)",
-                    _ => "",
-                };
-                (format!("{what}: HTTP {}: {}{hint}", resp.status, f.message), f)
-            }
-            Err(f) => (format!("{what}: {}", f.message), f),
-        };
-        match hfm_core::retry::next_delay(&failure.1, attempt) {
-            Some(delay) => {
-                tracing::info!("{}; retrying in {delay:?}", failure.0);
-                std::thread::sleep(delay);
-                attempt += 1;
-            }
-            None => bail!("{}", failure.0),
-        }
-    }
-}
-
 fn check_mountpoint(p: &Path) -> Result<()> {
     let meta = std::fs::metadata(p).with_context(|| format!("mountpoint {}", p.display()))?;
     if !meta.is_dir() {
@@ -141,153 +113,97 @@ fn check_mountpoint(p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What is being mounted, resolved against the Hub before anything is mounted.
-struct Target {
-    cfg: MountConfig,
-    /// Token URL for CAS reads, and for uploads when writable.
-    read_token_url: String,
-    write_token_url: Option<String>,
-    /// `ns/name@rev` or `bucket ns/name`, for messages and the fs name.
-    label: String,
+/// Different on every start (retry jitter seed, NFS write verifier).
+fn start_nonce() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
-fn base_config(o: &MountOpts, urls: &HubUrls, source: Source, subfolder: String, mtime_secs: i64) -> MountConfig {
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let ttl = if o.metadata_ttl_minimal { Duration::ZERO } else { Duration::from_millis(o.metadata_ttl_ms) };
-    MountConfig {
-        urls: urls.clone(),
-        source,
-        subfolder,
-        uid: o.uid.unwrap_or(uid),
-        gid: o.gid.unwrap_or(gid),
-        metadata_ttl: ttl,
-        mtime_secs,
-        policy: ReadPolicy::default(),
-        writes: WritePolicy::default(),
-        wall_ms_at_zero: 0,
-        poll_interval: None,
-    }
-}
-
-fn repo_target(o: &MountOpts, hub: &HubClient, urls: &HubUrls, id: &str) -> Result<Target> {
-    let (repo, subfolder) = hub::parse_repo_arg(id).map_err(|e| anyhow!(e))?;
-    hub::validate_revision(&o.revision).map_err(|e| anyhow!(e))?;
-    let resp = hub_get_ok(
-        hub,
-        &urls.revision_info(&repo, &o.revision),
-        &format!("resolving {} at {:?}", repo.id, o.revision),
-    )?;
-    let info = hub::parse_revision_info(&resp.body).map_err(|e| anyhow!("resolving {}: {e}", repo.id))?;
-    if !subfolder.is_empty() {
-        hub_get_ok(
-            hub,
-            &urls.tree(&repo, &info.sha, &subfolder, 1),
-            &format!("subfolder {subfolder:?} of {}", repo.id),
-        )?;
-    }
-    let repo = hub::RepoRef { kind: repo.kind, id: info.id.clone() };
-    let read_token_url = urls.xet_read_token(&repo, &info.sha);
-    let label = format!("{}@{}", info.id, &info.sha[..12]);
-    // A branch or tag is followed (re-resolved by the poll); a commit sha is pinned for good.
-    let pinned = o.revision.len() == 40 && o.revision.bytes().all(|b| b.is_ascii_hexdigit());
-    let follow = (!pinned).then(|| o.revision.clone());
-    let source = Source::Repo { repo, commit: info.sha, follow };
-    let mut cfg = base_config(o, urls, source, subfolder, info.last_modified.unwrap_or(0));
-    cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
-    Ok(Target { cfg, read_token_url, write_token_url: None, label })
-}
-
-fn bucket_target(o: &MountOpts, hub: &HubClient, urls: &HubUrls, arg: &str, staging: &Path) -> Result<Target> {
-    let parts: Vec<&str> = arg.trim_matches('/').split('/').collect();
-    if parts.len() < 2 || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
-        bail!("invalid bucket id {arg:?}: expected NAMESPACE/NAME[/PREFIX]");
-    }
-    let id = format!("{}/{}", parts[0], parts[1]);
-    let subfolder = parts[2..].join("/");
-    let resp = match hub_get_ok(hub, &urls.bucket_info(&id), &format!("bucket {id}")) {
-        Ok(r) => r,
-        Err(e) => {
-            let is_repo = ["models", "datasets", "spaces"]
-                .iter()
-                .any(|k| hub.get(&format!("{}/api/{k}/{id}", urls.endpoint)).is_ok_and(|r| r.status == 200));
-            if is_repo {
-                bail!("{e}; {id} is a repo, mount it with `hf-mount-fuse repo {id} ...`");
-            }
-            return Err(e);
+/// The mount's configuration from the command line; what it resolves to is core's to find out.
+fn mount_config(o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Result<MountConfig> {
+    let urls = HubUrls::new(&o.hub_endpoint);
+    let (source, subfolder) = match cmd {
+        Cmd::Repo { id, .. } => {
+            let (repo, subfolder) = hub::parse_repo_arg(id).map_err(|e| anyhow!(e))?;
+            (Source::Repo { repo, revision: o.revision.clone() }, subfolder)
+        }
+        Cmd::Bucket { id, .. } => {
+            let (id, subfolder) = hub::parse_bucket_arg(id).map_err(|e| anyhow!(e))?;
+            (Source::Bucket { id }, subfolder)
         }
     };
-    let updated = hub::parse_bucket_updated_at(&resp.body).map_err(|e| anyhow!("bucket {id}: {e}"))?;
-    let mtime = hub::parse_rfc3339(&updated).unwrap_or(0);
-    let read_only = o.read_only;
-    let write_token_url = (!read_only).then(|| urls.bucket_xet_token(&id, true));
-    if let Some(url) = &write_token_url {
-        hub_get_ok(hub, url, &format!("write access to bucket {id} (mount with --read-only to only read)"))?;
-    }
-    let mut cfg = base_config(o, urls, Source::Bucket { id: id.clone() }, subfolder, mtime);
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut cfg = MountConfig::new(urls, source);
+    cfg.subfolder = subfolder;
+    cfg.has_token = has_token;
+    cfg.uid = o.uid.unwrap_or(uid);
+    cfg.gid = o.gid.unwrap_or(gid);
+    // The kernel checks permissions (`default_permissions`) and vouches for who creates.
+    cfg.access = AccessPolicy { check: false, owner_from_caller: true };
+    cfg.metadata_ttl = if o.metadata_ttl_minimal { Duration::ZERO } else { Duration::from_millis(o.metadata_ttl_ms) };
+    cfg.policy = ReadPolicy::default();
+    cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
+    cfg.seed = start_nonce();
+    cfg.verifier = start_nonce().rotate_left(17);
     cfg.writes = WritePolicy {
-        mode: match (read_only, o.advanced_writes) {
-            (true, _) => WriteMode::ReadOnly,
-            (false, false) => WriteMode::Streaming,
-            (false, true) => WriteMode::Advanced,
+        mode: match (matches!(cmd, Cmd::Bucket { .. }) && !o.read_only, o.advanced_writes) {
+            (false, _) => WriteMode::ReadOnly,
+            (true, false) => WriteMode::Streaming,
+            (true, true) => WriteMode::Advanced,
         },
         flush_debounce: Duration::from_millis(o.flush_debounce_ms),
         flush_max_batch_window: Duration::from_millis(o.flush_max_batch_window_ms),
         staging_dir: format!("{}/", staging.display()),
         ..WritePolicy::default()
     };
-    cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
-    Ok(Target {
-        cfg,
-        read_token_url: urls.bucket_xet_token(&id, false),
-        write_token_url,
-        label: format!("bucket {id}"),
-    })
+    Ok(cfg)
 }
 
 pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     let o = cli.opts;
-    let (mountpoint, is_bucket) = match &cli.cmd {
-        Cmd::Repo { mountpoint, .. } => (mountpoint.clone(), false),
-        Cmd::Bucket { mountpoint, .. } => (mountpoint.clone(), true),
+    let mountpoint = match &cli.cmd {
+        Cmd::Repo { mountpoint, .. } | Cmd::Bucket { mountpoint, .. } => mountpoint.clone(),
     };
     check_mountpoint(&mountpoint)?;
-    let urls = HubUrls::new(&o.hub_endpoint);
-    let hub = HubClient::new(find_token(o.hf_token.clone()), "fuse");
+    let token = find_token(o.hf_token.clone());
     let cache_dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let staging = cache_dir.join(format!("staging-{}", std::process::id()));
+    let mut cfg = mount_config(&o, &cli.cmd, token.is_some(), &staging)?;
+    let is_bucket = matches!(cli.cmd, Cmd::Bucket { .. });
 
     let started = std::time::Instant::now();
-    let mut target = match &cli.cmd {
-        Cmd::Repo { id, .. } => repo_target(&o, &hub, &urls, id)?,
-        Cmd::Bucket { id, .. } => bucket_target(&o, &hub, &urls, id, &staging)?,
-    };
-    let writable = target.cfg.writes.mode != WriteMode::ReadOnly;
-    if writable {
-        std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    }
+    let hub = HubClient::new(token, "fuse");
     let cache = CacheSettings { dir: (!o.no_disk_cache).then(|| cache_dir.clone()), size_bytes: o.cache_size };
-    let cas = CasReader::new(hub.clone(), target.read_token_url.clone(), cache).map_err(|e| anyhow!(e))?;
-    let writer = match &target.write_token_url {
-        Some(url) => Some(CasWriter::new(hub.clone(), url.clone()).map_err(|e| anyhow!(e))?),
-        None => None,
-    };
+    let cas = CasReader::new(hub.clone(), cache).map_err(|e| anyhow!(e))?;
+    let writer = CasWriter::new(hub.clone()).map_err(|e| anyhow!(e))?;
     let executor = Arc::new(Executor { hub, cas, writer });
     let (notifier, kernel_slot) = FuseNotifier::new();
     let clock = Clock::start();
-    target.cfg.wall_ms_at_zero = clock.wall_ms_at_zero();
-    let driver = Driver::new(Filesystem::new(target.cfg), Some(Box::new(notifier)));
+    cfg.wall_ms_at_zero = clock.wall_ms_at_zero();
+    let driver = Driver::new(Filesystem::new(cfg), Some(Box::new(notifier)));
     let running = crate::runtime::spawn(o.runtime, driver, executor.clone(), clock, o.max_threads)
         .context("starting the runtime")?;
+    // Core resolves the source (with its retry policy) before anything is mounted.
+    let info = match running.handle.wait_mounted() {
+        Ok(info) => info,
+        Err(e) => {
+            running.stop();
+            bail!("{}", e.detail);
+        }
+    };
+    if info.writable {
+        std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    }
 
     let mut options = vec![
-        MountOption::FSName(format!("hf-mount:{}", target.label.trim_start_matches("bucket "))),
+        MountOption::FSName(format!("hf-mount:{}", info.label.trim_start_matches("bucket "))),
         MountOption::Subtype("hf-mount".into()),
         MountOption::NoAtime,
         // The kernel enforces the mode bits and owners core reports.
         MountOption::DefaultPermissions,
     ];
-    options.push(if writable { MountOption::RW } else { MountOption::RO });
+    options.push(if info.writable { MountOption::RW } else { MountOption::RO });
     // `SessionACL::All` is fuser's `allow_other`.
     let acl = if o.fuse_owner_only { SessionACL::Owner } else { SessionACL::All };
     let mut config = Config::default();
@@ -298,14 +214,14 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
     let _ = kernel_slot.set(session.notifier());
     let background = session.spawn().context("starting the FUSE session")?;
-    let mode = match (is_bucket, writable) {
+    let mode = match (is_bucket, info.writable) {
         (false, _) => "",
         (true, false) => " (read-only)",
         (true, true) => " (read-write)",
     };
     eprintln!(
         "hf-mount-fuse: mounted {}{mode} at {} in {:.0?} (runtime {:?})",
-        target.label,
+        info.label,
         mountpoint.display(),
         started.elapsed(),
         o.runtime
@@ -322,7 +238,7 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     })?;
     background.join().context("FUSE session")?;
     let mut unsaved = false;
-    if writable {
+    if info.writable {
         let limit = Duration::from_secs(o.drain_timeout_secs);
         if running.handle.drain(limit) != DrainOutcome::Drained {
             unsaved = true;

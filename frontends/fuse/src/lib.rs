@@ -1,6 +1,7 @@
-//! hfm-fuse: the fuser adapter. Each kernel callback is decoded into a core `Request`, handed
-//! with its reply object to the runtime, and returns at once: no fuser thread ever waits on the
-//! network. When core answers, the reply object is filled in from the event loop.
+//! hfm-fuse: the fuser adapter. Each kernel callback is decoded into a core `Request` (with the
+//! caller's uid and gid), handed with its reply object to the driver, and returns at once: no
+//! fuser thread ever waits on the network. When core answers, the reply object is filled in from
+//! the runtime's thread. No filesystem decision is made here.
 
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,8 +11,10 @@ use fuser::{
     OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyOpen, ReplyStatfs, Request as FuseRequest,
 };
-use hfm_core::request::Owner;
-use hfm_core::{Attr, FileKind, KernelNotify, Reply, Request, SetAttr};
+use hfm_core::request::access;
+use hfm_core::{
+    Attr, Caller, CreateHow, DirBudget, FileKind, KernelNotify, Reply, Request, SetAttr, Stability, TimeSet,
+};
 use hfm_driver::{Handle, ReplySink};
 
 pub use fuser::{Config, MountOption, SessionACL};
@@ -26,9 +29,19 @@ impl FuseAdapter {
         FuseAdapter { handle }
     }
 
-    fn submit(&self, req: Request, sink: FuseReply) {
-        self.handle.submit(req, Box::new(sink));
+    fn submit(&self, from: &FuseRequest, req: Request, sink: FuseReply) {
+        self.handle.submit(caller(from), req, Box::new(sink));
     }
+}
+
+/// Bytes of a readdir reply core fills: the kernel's buffer is never smaller than a page, and
+/// fuser does not say how large it is, so every entry core sends is delivered.
+const READDIR_BUDGET: u32 = 4096;
+
+/// `struct fuse_dirent` without its name, and `fuse_direntplus` (`fuse_entry_out` first);
+/// names are padded to 8 bytes.
+fn dir_budget(plus: bool) -> DirBudget {
+    DirBudget { bytes: READDIR_BUDGET, entry_fixed: if plus { 128 + 24 } else { 24 }, name_align: 8 }
 }
 
 fn system_time(ns: i64) -> SystemTime {
@@ -84,7 +97,9 @@ enum FuseReply {
     Attr(ReplyAttr),
     Data(ReplyData),
     Dir(ReplyDirectory),
-    DirPlus(ReplyDirectoryPlus, Handle),
+    DirPlus(ReplyDirectoryPlus),
+    /// An access check: ok only if every bit of the mask is allowed.
+    Access(ReplyEmpty, u32),
     Open(ReplyOpen),
     Empty(ReplyEmpty),
     Statfs(ReplyStatfs),
@@ -99,7 +114,8 @@ impl FuseReply {
             FuseReply::Attr(r) => r.error(e),
             FuseReply::Data(r) => r.error(e),
             FuseReply::Dir(r) => r.error(e),
-            FuseReply::DirPlus(r, _) => r.error(e),
+            FuseReply::DirPlus(r) => r.error(e),
+            FuseReply::Access(r, _) => r.error(e),
             FuseReply::Open(r) => r.error(e),
             FuseReply::Empty(r) => r.error(e),
             FuseReply::Statfs(r) => r.error(e),
@@ -118,42 +134,43 @@ impl ReplySink for NoReply {
 impl ReplySink for FuseReply {
     fn send(self: Box<Self>, reply: Reply) {
         match (*self, reply) {
-            (FuseReply::Entry(r), Reply::Entry { attr, ttl }) => r.entry(&ttl, &file_attr(&attr), Generation(0)),
-            (FuseReply::Attr(r), Reply::Attr { attr, ttl }) => r.attr(&ttl, &file_attr(&attr)),
-            (FuseReply::Data(r), Reply::Data(data)) => r.data(&data),
+            (FuseReply::Entry(r), Reply::Entry { attr, ttl, .. }) => r.entry(&ttl, &file_attr(&attr), Generation(0)),
+            (FuseReply::Attr(r), Reply::Attr { attr, ttl, .. }) => r.attr(&ttl, &file_attr(&attr)),
+            (FuseReply::Data(r), Reply::Data { data, .. }) => r.data(&data),
             (FuseReply::Dir(mut r), Reply::Dir { entries, .. }) => {
                 for e in &entries {
                     if r.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
+                        tracing::error!("readdir entry {:?} did not fit the reply core sized", e.name);
                         break;
                     }
                 }
                 r.ok();
             }
-            (FuseReply::DirPlus(mut r, handle), Reply::Dir { entries, ttl }) => {
-                let mut full = false;
+            (FuseReply::DirPlus(mut r), Reply::Dir { entries, ttl, .. }) => {
                 for e in &entries {
-                    let counted = e.attr.is_some();
-                    if !full {
-                        let attr = e.attr.as_ref().map(file_attr).unwrap_or_else(|| dot_attr(e.ino));
-                        full = r.add(INodeNo(e.ino), e.next_offset, &e.name, &ttl, &attr, Generation(0));
-                        if !full {
-                            continue;
-                        }
-                    }
-                    // Not delivered to the kernel: undo the lookup core counted for it.
-                    if counted {
-                        handle.submit(Request::Forget { ino: e.ino, nlookup: 1 }, Box::new(NoReply));
+                    let Some(attr) = &e.attr else { continue };
+                    if r.add(INodeNo(e.ino), e.next_offset, &e.name, &ttl, &file_attr(attr), Generation(0)) {
+                        tracing::error!("readdirplus entry {:?} did not fit the reply core sized", e.name);
+                        break;
                     }
                 }
                 r.ok();
             }
+            (FuseReply::Access(r, mask), Reply::Access { allowed }) => {
+                if allowed & mask == mask {
+                    r.ok()
+                } else {
+                    r.error(Errno::EACCES)
+                }
+            }
+            (FuseReply::Empty(r), Reply::Removed { .. } | Reply::Renamed { .. } | Reply::Committed { .. }) => r.ok(),
             (FuseReply::Open(r), Reply::Open { fh, keep_cache }) => {
                 let flags = if keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
                 r.opened(FileHandle(fh), flags);
             }
             (FuseReply::Empty(r), Reply::Empty) => r.ok(),
-            (FuseReply::Write(r), Reply::Written { size }) => r.written(size),
-            (FuseReply::Create(r), Reply::Created { attr, ttl, fh }) => {
+            (FuseReply::Write(r), Reply::Written { size, .. }) => r.written(size),
+            (FuseReply::Create(r), Reply::Created { attr, ttl, fh: Some(fh), .. }) => {
                 r.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
             }
             (FuseReply::Statfs(r), Reply::StatFs(s)) => {
@@ -212,28 +229,8 @@ impl hfm_driver::Notifier for FuseNotifier {
     }
 }
 
-/// Attributes for `.` and `..` in readdirplus: the kernel ignores entries with ino 0 attrs, so
-/// give a directory shape (these entries carry no lookup).
-fn dot_attr(ino: u64) -> FileAttr {
-    let (uid, gid, perm) = (0, 0, 0o555);
-    let (atime_ns, mtime_ns, ctime_ns, rdev) = (0, 0, 0, 0);
-    file_attr(&Attr {
-        ino,
-        size: 0,
-        kind: FileKind::Directory,
-        perm,
-        nlink: 2,
-        uid,
-        gid,
-        atime_ns,
-        mtime_ns,
-        ctime_ns,
-        rdev,
-    })
-}
-
-fn owner(req: &FuseRequest) -> Owner {
-    Owner { uid: req.uid(), gid: req.gid() }
+fn caller(req: &FuseRequest) -> Caller {
+    Caller::new(req.uid(), req.gid())
 }
 
 fn name_of(name: &OsStr) -> Option<String> {
@@ -256,24 +253,24 @@ impl fuser::Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, from: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match name_of(name) {
-            Some(name) => self.submit(Request::Lookup { parent: parent.0, name }, FuseReply::Entry(reply)),
+            Some(name) => self.submit(from, Request::Lookup { parent: parent.0, name }, FuseReply::Entry(reply)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
-    fn forget(&self, _req: &FuseRequest, ino: INodeNo, nlookup: u64) {
-        self.handle.submit(Request::Forget { ino: ino.0, nlookup }, Box::new(NoReply));
+    fn forget(&self, from: &FuseRequest, ino: INodeNo, nlookup: u64) {
+        self.handle.submit(caller(from), Request::Forget { ino: ino.0, nlookup }, Box::new(NoReply));
     }
 
-    fn getattr(&self, _req: &FuseRequest, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.submit(Request::GetAttr { ino: ino.0 }, FuseReply::Attr(reply));
+    fn getattr(&self, from: &FuseRequest, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.submit(from, Request::GetAttr { ino: ino.0 }, FuseReply::Attr(reply));
     }
 
     fn setattr(
         &self,
-        _req: &FuseRequest,
+        from: &FuseRequest,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -289,22 +286,22 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let ns = |t: fuser::TimeOrNow| match t {
-            fuser::TimeOrNow::SpecificTime(t) => epoch_ns(t),
-            fuser::TimeOrNow::Now => epoch_ns(SystemTime::now()),
+        let time = |t: fuser::TimeOrNow| match t {
+            fuser::TimeOrNow::SpecificTime(t) => TimeSet::At(epoch_ns(t)),
+            fuser::TimeOrNow::Now => TimeSet::Now,
         };
         let mode = mode.map(|m| (m & 0o7777) as u16);
-        let set = SetAttr { size, mode, uid, gid, atime_ns: atime.map(ns), mtime_ns: mtime.map(ns) };
-        self.submit(Request::SetAttr { ino: ino.0, set }, FuseReply::Attr(reply));
+        let set = SetAttr { size, mode, uid, gid, atime: atime.map(time), mtime: mtime.map(time) };
+        self.submit(from, Request::SetAttr { ino: ino.0, set, guard_ctime: None }, FuseReply::Attr(reply));
     }
 
-    fn readlink(&self, _req: &FuseRequest, ino: INodeNo, reply: ReplyData) {
-        self.submit(Request::ReadLink { ino: ino.0 }, FuseReply::Data(reply));
+    fn readlink(&self, from: &FuseRequest, ino: INodeNo, reply: ReplyData) {
+        self.submit(from, Request::ReadLink { ino: ino.0 }, FuseReply::Data(reply));
     }
 
     fn mknod(
         &self,
-        req: &FuseRequest,
+        from: &FuseRequest,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -322,29 +319,29 @@ impl fuser::Filesystem for FuseAdapter {
             _ => return reply.error(Errno::EINVAL),
         };
         let mode = (mode & !umask & 0o7777) as u16;
-        let req = Request::Mknod { parent: parent.0, name, kind, mode, rdev, owner: owner(req) };
-        self.submit(req, FuseReply::Entry(reply));
+        let req = Request::Mknod { parent: parent.0, name, kind, mode, rdev };
+        self.submit(from, req, FuseReply::Entry(reply));
     }
 
-    fn mkdir(&self, req: &FuseRequest, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, from: &FuseRequest, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
         let mode = (mode & !umask & 0o7777) as u16;
-        self.submit(Request::Mkdir { parent: parent.0, name, mode, owner: owner(req) }, FuseReply::Entry(reply));
+        self.submit(from, Request::Mkdir { parent: parent.0, name, mode }, FuseReply::Entry(reply));
     }
 
-    fn unlink(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, from: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name_of(name) else { return reply.error(Errno::ENOENT) };
-        self.submit(Request::Unlink { parent: parent.0, name }, FuseReply::Empty(reply));
+        self.submit(from, Request::Unlink { parent: parent.0, name }, FuseReply::Empty(reply));
     }
 
-    fn rmdir(&self, _req: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, from: &FuseRequest, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name_of(name) else { return reply.error(Errno::ENOENT) };
-        self.submit(Request::Rmdir { parent: parent.0, name }, FuseReply::Empty(reply));
+        self.submit(from, Request::Rmdir { parent: parent.0, name }, FuseReply::Empty(reply));
     }
 
     fn symlink(
         &self,
-        req: &FuseRequest,
+        from: &FuseRequest,
         parent: INodeNo,
         link_name: &OsStr,
         target: &std::path::Path,
@@ -353,13 +350,13 @@ impl fuser::Filesystem for FuseAdapter {
         let (Some(name), Some(target)) = (name_of(link_name), target.to_str()) else {
             return reply.error(Errno::EINVAL);
         };
-        let req = Request::Symlink { parent: parent.0, name, target: target.to_string(), owner: owner(req) };
-        self.submit(req, FuseReply::Entry(reply));
+        let req = Request::Symlink { parent: parent.0, name, target: target.to_string() };
+        self.submit(from, req, FuseReply::Entry(reply));
     }
 
     fn rename(
         &self,
-        _req: &FuseRequest,
+        from: &FuseRequest,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -371,27 +368,27 @@ impl fuser::Filesystem for FuseAdapter {
             return reply.error(Errno::EINVAL);
         };
         if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE) || flags.contains(fuser::RenameFlags::RENAME_WHITEOUT) {
-            return self.submit(Request::Unsupported { op: "rename exchange/whiteout" }, FuseReply::Empty(reply));
+            return self.submit(from, Request::Unsupported { op: "rename exchange/whiteout" }, FuseReply::Empty(reply));
         }
         let no_replace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
         let req = Request::Rename { parent: parent.0, name, new_parent: newparent.0, new_name, no_replace };
-        self.submit(req, FuseReply::Empty(reply));
+        self.submit(from, req, FuseReply::Empty(reply));
     }
 
-    fn link(&self, _req: &FuseRequest, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(&self, from: &FuseRequest, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let Some(new_name) = name_of(newname) else { return reply.error(Errno::EINVAL) };
-        self.submit(Request::Link { ino: ino.0, new_parent: newparent.0, new_name }, FuseReply::Entry(reply));
+        self.submit(from, Request::Link { ino: ino.0, new_parent: newparent.0, new_name }, FuseReply::Entry(reply));
     }
 
-    fn open(&self, _req: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, from: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        self.submit(Request::Open { ino: ino.0, write, truncate }, FuseReply::Open(reply));
+        self.submit(from, Request::Open { ino: ino.0, write, truncate }, FuseReply::Open(reply));
     }
 
     fn read(
         &self,
-        _req: &FuseRequest,
+        from: &FuseRequest,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -400,12 +397,12 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.submit(Request::Read { ino: ino.0, fh: Some(fh.0), offset, size }, FuseReply::Data(reply));
+        self.submit(from, Request::Read { ino: ino.0, fh: Some(fh.0), offset, size }, FuseReply::Data(reply));
     }
 
     fn write(
         &self,
-        _req: &FuseRequest,
+        from: &FuseRequest,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -416,12 +413,13 @@ impl fuser::Filesystem for FuseAdapter {
         reply: fuser::ReplyWrite,
     ) {
         let data = bytes::Bytes::copy_from_slice(data);
-        self.submit(Request::Write { ino: ino.0, fh: Some(fh.0), offset, data }, FuseReply::Write(reply));
+        let req = Request::Write { ino: ino.0, fh: Some(fh.0), offset, data, stable: Stability::Unstable };
+        self.submit(from, req, FuseReply::Write(reply));
     }
 
     fn release(
         &self,
-        _req: &FuseRequest,
+        from: &FuseRequest,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -429,19 +427,19 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.submit(Request::Release { fh: fh.0 }, FuseReply::Empty(reply));
+        self.submit(from, Request::Release { fh: fh.0 }, FuseReply::Empty(reply));
     }
 
-    fn flush(&self, _req: &FuseRequest, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        self.submit(Request::Flush { ino: ino.0, fh: fh.0 }, FuseReply::Empty(reply));
+    fn flush(&self, from: &FuseRequest, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.submit(from, Request::Flush { ino: ino.0, fh: fh.0 }, FuseReply::Empty(reply));
     }
 
-    fn fsync(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.submit(Request::Fsync { ino: ino.0 }, FuseReply::Empty(reply));
+    fn fsync(&self, from: &FuseRequest, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.submit(from, Request::Fsync { ino: ino.0 }, FuseReply::Empty(reply));
     }
 
-    fn fsyncdir(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.submit(Request::Fsync { ino: ino.0 }, FuseReply::Empty(reply));
+    fn fsyncdir(&self, from: &FuseRequest, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.submit(from, Request::Fsync { ino: ino.0 }, FuseReply::Empty(reply));
     }
 
     fn getxattr(&self, _req: &FuseRequest, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
@@ -468,29 +466,33 @@ impl fuser::Filesystem for FuseAdapter {
         reply.error(Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectory) {
-        self.submit(Request::ReadDir { ino: ino.0, offset, plus: false }, FuseReply::Dir(reply));
+    fn readdir(&self, from: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        let req = Request::ReadDir { ino: ino.0, offset, plus: false, budget: dir_budget(false) };
+        self.submit(from, req, FuseReply::Dir(reply));
     }
 
-    fn readdirplus(&self, _req: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
-        self.submit(
-            Request::ReadDir { ino: ino.0, offset, plus: true },
-            FuseReply::DirPlus(reply, self.handle.clone()),
-        );
+    fn readdirplus(&self, from: &FuseRequest, ino: INodeNo, _fh: FileHandle, offset: u64, reply: ReplyDirectoryPlus) {
+        let req = Request::ReadDir { ino: ino.0, offset, plus: true, budget: dir_budget(true) };
+        self.submit(from, req, FuseReply::DirPlus(reply));
     }
 
-    fn statfs(&self, _req: &FuseRequest, _ino: INodeNo, reply: ReplyStatfs) {
-        self.submit(Request::StatFs, FuseReply::Statfs(reply));
+    fn statfs(&self, from: &FuseRequest, _ino: INodeNo, reply: ReplyStatfs) {
+        self.submit(from, Request::StatFs, FuseReply::Statfs(reply));
     }
 
-    fn access(&self, _req: &FuseRequest, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let write = mask.contains(AccessFlags::W_OK);
-        self.submit(Request::Access { ino: ino.0, write }, FuseReply::Empty(reply));
+    fn access(&self, from: &FuseRequest, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let bits = [
+            (AccessFlags::R_OK, access::READ),
+            (AccessFlags::W_OK, access::WRITE),
+            (AccessFlags::X_OK, access::EXECUTE),
+        ];
+        let mask = bits.iter().filter(|(flag, _)| mask.contains(*flag)).fold(0, |m, (_, bit)| m | bit);
+        self.submit(from, Request::Access { ino: ino.0, mask }, FuseReply::Access(reply, mask));
     }
 
     fn create(
         &self,
-        req: &FuseRequest,
+        from: &FuseRequest,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -500,6 +502,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
         let mode = (mode & !umask & 0o7777) as u16;
-        self.submit(Request::Create { parent: parent.0, name, mode, owner: owner(req) }, FuseReply::Create(reply));
+        let req = Request::Create { parent: parent.0, name, mode, how: CreateHow::Guarded, open: true };
+        self.submit(from, req, FuseReply::Create(reply));
     }
 }

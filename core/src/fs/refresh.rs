@@ -7,37 +7,55 @@
 //! as they are. Everything else follows the listing, and each change becomes a kernel
 //! invalidation.
 
+use crate::collections::Set;
 use crate::commits::Op;
-use crate::config::Source;
-use crate::effect::Effect;
-use crate::error::LogLevel;
-use crate::fs::{node_kind, Filesystem, Purpose};
+use crate::error::{FsError, LogLevel};
 use crate::hub::TreeEntry;
 use crate::inode::{Ino, NodeKind};
 use crate::request::KernelNotify;
 use crate::time::Instant;
 
+use super::attrs::node_kind;
+use super::flights::Purpose;
+use super::{Filesystem, Remote};
+
 /// Longest the poll interval grows to after repeated 401s (2^6 x the configured interval).
 const MAX_POLL_BACKOFF: u32 = 6;
+
+/// The background poll: when it runs next, its backoff after auth failures, and what it saw.
+#[derive(Default)]
+pub(crate) struct Poller {
+    pub next: Option<Instant>,
+    backoff: u32,
+    /// A bucket's `updatedAt` or a followed revision's commit, as last seen.
+    pub remote_version: Option<String>,
+}
 
 impl Filesystem {
     /// Does `ino` carry local changes a listing must not overwrite?
     fn has_local_changes(&self, ino: Ino) -> bool {
         let Some(node) = self.inodes.get(ino) else { return false };
-        node.local || self.writes.contains_key(&ino) || self.commits.latest(&self.inodes.path(ino)).is_some()
+        node.local || self.writes.has(ino) || self.commits.queue.latest(&self.inodes.path(ino)).is_some()
     }
 
     /// Was `path` committed after `dir`'s listing was requested? Then the listing may show
     /// it as it was before the commit, and the mount's view of it stands.
     fn committed_during(&self, dir: Ino, path: &str) -> bool {
-        let since = self.listing_epoch.get(&dir).copied().unwrap_or(self.commit_epoch);
-        self.committed.iter().any(|(epoch, p)| *epoch > since && p == path)
+        self.commits.committed_during(dir, path)
+    }
+
+    /// Is listed directory `path` (unknown to the mount) one the mount moved or emptied, whose
+    /// deletes the listing predates? Then it stays away.
+    fn emptied_here(&self, dir: Ino, path: &str) -> bool {
+        let prefix = format!("{path}/");
+        let (add, delete) = self.commits.queue.ops_under(&prefix);
+        (delete && !add) || self.commits.committed_under_during(dir, &prefix)
     }
 
     /// Apply one listed entry to directory `dir`; returns the child it now maps to, or `None`
     /// when the entry is hidden by a local delete.
     pub(crate) fn merge_entry(&mut self, dir: Ino, name: &str, entry: &TreeEntry) -> Option<Ino> {
-        if matches!(self.commits.latest(&entry.path), Some(Op::Delete)) {
+        if matches!(self.commits.queue.latest(&entry.path), Some(Op::Delete)) {
             return None;
         }
         if self.committed_during(dir, &entry.path) {
@@ -45,9 +63,12 @@ impl Filesystem {
         }
         let refreshing = self.listings.is_loaded(dir);
         let Some(ino) = self.inodes.child(dir, name) else {
+            if entry.kind == crate::hub::TreeEntryKind::Directory && self.emptied_here(dir, &entry.path) {
+                return None;
+            }
             let ino = self.new_node(dir, name, entry);
             if refreshing {
-                self.notifies.push_back(KernelNotify::InvalidateEntry { parent: dir, name: name.to_string() });
+                self.out.notifies.push_back(KernelNotify::InvalidateEntry { parent: dir, name: name.to_string() });
             }
             return Some(ino);
         };
@@ -65,7 +86,7 @@ impl Filesystem {
                     n.meta.mtime_ns = entry.mtime_secs.map(|s| s.saturating_mul(1_000_000_000));
                 }
                 self.content_changed(ino);
-                self.notifies.push_back(KernelNotify::InvalidateInode { ino });
+                self.out.notifies.push_back(KernelNotify::InvalidateInode { ino });
                 Some(ino)
             }
             _ => {
@@ -80,7 +101,7 @@ impl Filesystem {
     /// child with local changes (or a directory holding some). Dropped children are detached
     /// and invalidated.
     pub(crate) fn merge_listing(&mut self, dir: Ino, fetched: Vec<Ino>) -> Vec<Ino> {
-        let listed: hashbrown::HashSet<Ino> = fetched.iter().copied().collect();
+        let listed: Set<Ino> = fetched.iter().copied().collect();
         let mut children = fetched;
         for (_, old) in self.listings.children(dir) {
             if listed.contains(&old) {
@@ -113,43 +134,45 @@ impl Filesystem {
         self.inodes.detach(ino);
         self.listings.drop_dir(ino);
         self.content_changed(ino);
-        self.notifies.push_back(KernelNotify::InvalidateEntry { parent: dir, name });
+        self.out.notifies.push_back(KernelNotify::InvalidateEntry { parent: dir, name });
     }
 
-    pub(crate) fn start_poll(&mut self, _now: Instant) {
-        self.next_poll = None;
-        let url = match &self.cfg.source {
-            Source::Bucket { id } => self.cfg.urls.bucket_info(id),
-            Source::Repo { repo, follow: Some(rev), .. } => self.cfg.urls.revision_info(repo, rev),
-            Source::Repo { follow: None, .. } => return,
+    pub(crate) fn start_poll(&mut self) {
+        self.poll.next = None;
+        let url = match &self.remote {
+            Remote::Bucket { id } => self.cfg.urls.bucket_info(id),
+            Remote::Repo { repo, follow: Some(rev), .. } => self.cfg.urls.revision_info(repo, rev),
+            Remote::Repo { follow: None, .. } => return,
         };
         self.stats.polls += 1;
-        self.start_effect(Purpose::Poll, Effect::HubGet { url });
+        self.hub_get(Purpose::Poll, url);
     }
 
-    pub(crate) fn on_poll(&mut self, result: Result<String, String>, now: Instant) {
+    pub(crate) fn on_poll(&mut self, result: Result<String, FsError>, now: Instant) {
         match result {
             Ok(version) => {
-                self.poll_backoff = 0;
-                let changed = self.remote_version.as_ref().is_some_and(|seen| *seen != version);
+                self.poll.backoff = 0;
+                let changed = self.poll.remote_version.as_ref().is_some_and(|seen| *seen != version);
                 if changed {
-                    if let Source::Repo { commit, .. } = &mut self.cfg.source {
+                    if let Remote::Repo { commit, repo, .. } = &mut self.remote {
                         *commit = version.clone();
+                        self.read_token = std::sync::Arc::from(self.cfg.urls.xet_read_token(repo, &version));
                     }
                     self.log(LogLevel::Debug, format!("remote changed ({version}): re-listing"));
                     self.refresh_loaded();
                 }
-                self.remote_version = Some(version);
+                self.poll.remote_version = Some(version);
             }
             Err(e) => {
-                if e.contains("401") || e.contains("hub_denied") {
-                    self.poll_backoff = (self.poll_backoff + 1).min(MAX_POLL_BACKOFF);
+                // An expired or revoked token: back off instead of hammering the Hub.
+                if e.errno == crate::error::Errno::Acces {
+                    self.poll.backoff = (self.poll.backoff + 1).min(MAX_POLL_BACKOFF);
                 }
-                self.log(LogLevel::Warn, format!("polling the bucket for changes failed: {e}"));
+                self.log(LogLevel::Warn, format!("polling for remote changes failed: {e}"));
             }
         }
         if let Some(interval) = self.cfg.poll_interval {
-            self.next_poll = Some(now.saturating_add(interval * 2u32.pow(self.poll_backoff)));
+            self.poll.next = Some(now.saturating_add(interval * 2u32.pow(self.poll.backoff)));
         }
     }
 

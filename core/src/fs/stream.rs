@@ -5,17 +5,19 @@
 //! truncated, falls back to uploading the whole file at close.
 //!
 //! One stream op is in flight per file, so chunks reach xet-core in order. Bytes waiting for
-//! the stream are bounded: past `STREAM_BUFFER_BYTES` a write's reply waits until the stream
-//! has taken them (the writer runs at the upload's pace instead of filling memory).
+//! the stream are bounded: past `STREAM_BUFFER_BYTES` a write's reply waits (`Wait::Stream`)
+//! until the stream has taken them, so the writer runs at the upload's pace.
 
 use bytes::Bytes;
 
 use crate::effect::{Completion, Effect, StreamOp};
 use crate::error::{FsError, LogLevel};
-use crate::fs::{Filesystem, Purpose};
 use crate::inode::Ino;
-use crate::request::{Reply, RequestId};
 use crate::time::Instant;
+
+use super::flights::Purpose;
+use super::parked::Wait;
+use super::Filesystem;
 
 /// Bytes a file may hold waiting for its upload stream before writes wait.
 const STREAM_BUFFER_BYTES: u64 = 64 << 20;
@@ -35,8 +37,6 @@ pub(crate) enum Stream {
         pending_bytes: u64,
         /// Bytes of the append in flight (0 = none).
         appending: u64,
-        /// Write replies held back until the stream catches up.
-        owed: Vec<(RequestId, u32)>,
         /// Something was appended (effects hold state for it).
         started: bool,
     },
@@ -56,42 +56,33 @@ impl Filesystem {
     pub(crate) fn open_stream(&mut self, ino: Ino, chunks: Vec<Bytes>) {
         self.next_stage += 1;
         let pending_bytes = chunks.iter().map(|c| c.len() as u64).sum();
-        let stream = Stream::Open {
-            id: self.next_stage,
-            pending: chunks,
-            pending_bytes,
-            appending: 0,
-            owed: Vec::new(),
-            started: false,
-        };
-        if let Some(ws) = self.writes.get_mut(&ino) {
+        let stream = Stream::Open { id: self.next_stage, pending: chunks, pending_bytes, appending: 0, started: false };
+        if let Some(ws) = self.writes.get_mut(ino) {
             ws.stream = stream;
         }
         self.send_stream(ino);
     }
 
     /// Hand `data`, just appended to `ino`, to its stream. Returns true when the reply to the
-    /// write (`id`, `len`) is owed by the stream (sent once it caught up).
-    pub(crate) fn stream_accept(&mut self, ino: Ino, data: &Bytes, id: RequestId) -> bool {
-        let Some(stream) = self.writes.get_mut(&ino).map(|ws| &mut ws.stream) else { return false };
+    /// write is owed until the stream catches up (the caller parks it on `Wait::Stream`).
+    pub(crate) fn stream_accept(&mut self, ino: Ino, data: &Bytes) -> bool {
+        let Some(stream) = self.writes.get_mut(ino).map(|ws| &mut ws.stream) else { return false };
         if matches!(stream, Stream::Waiting) {
             // Its bytes left memory before it was big enough to stream: uploaded whole.
             *stream = Stream::Off;
         }
-        let Stream::Open { pending, pending_bytes, appending, owed, .. } = stream else { return false };
+        let Stream::Open { pending, pending_bytes, appending, .. } = stream else { return false };
         pending.push(data.clone());
         *pending_bytes += data.len() as u64;
         let full = *pending_bytes + *appending > STREAM_BUFFER_BYTES;
-        if full {
-            owed.push((id, data.len() as u32));
-        }
         self.send_stream(ino);
         full
     }
 
     fn send_stream(&mut self, ino: Ino) {
-        let Some(Stream::Open { id, pending, pending_bytes, appending, started, .. }) =
-            self.writes.get_mut(&ino).map(|ws| &mut ws.stream)
+        let token_url = self.write_token.clone();
+        let Some(Stream::Open { id, pending, pending_bytes, appending, started }) =
+            self.writes.get_mut(ino).map(|ws| &mut ws.stream)
         else {
             return;
         };
@@ -100,37 +91,35 @@ impl Filesystem {
         }
         *started = true;
         *appending = std::mem::take(pending_bytes);
-        let op = StreamOp::Append { stream: *id, data: std::mem::take(pending) };
+        let op = StreamOp::Append { stream: *id, token_url, data: std::mem::take(pending) };
         self.start_effect(Purpose::Stream { ino, step: StreamStep::Append }, Effect::Stream(op));
     }
 
     /// Is `ino`'s stream ready to finish (everything appended)? `None` when it has no stream.
     pub(crate) fn stream_ready(&self, ino: Ino) -> Option<bool> {
-        match self.writes.get(&ino).map(|ws| &ws.stream) {
+        match self.writes.get(ino).map(|ws| &ws.stream) {
             Some(Stream::Open { pending, appending, .. }) => Some(pending.is_empty() && *appending == 0),
             Some(Stream::Finishing) => Some(false),
             _ => None,
         }
     }
 
-    /// Finish `ino`'s stream: the upload of `generation`.
-    pub(crate) fn finish_stream(&mut self, ino: Ino, generation: u64) {
-        let Some(ws) = self.writes.get_mut(&ino) else { return };
+    /// Finish `ino`'s stream: the upload of its current generation.
+    pub(crate) fn finish_stream(&mut self, ino: Ino) {
+        let Some(ws) = self.writes.get_mut(ino) else { return };
         let Stream::Open { id, .. } = std::mem::replace(&mut ws.stream, Stream::Finishing) else { return };
-        ws.uploading = Some(generation);
-        ws.due = None;
+        let Some(generation) = self.writes.start_upload(ino) else { return };
         self.stats.uploads += 1;
         let effect = Effect::Stream(StreamOp::Finish { stream: id });
         self.start_effect(Purpose::Stream { ino, step: StreamStep::Finish { generation } }, effect);
     }
 
     /// Give up `ino`'s stream (truncated, removed, or failed): the whole file is uploaded instead.
-    pub(crate) fn abort_stream(&mut self, ino: Ino) {
-        let Some(ws) = self.writes.get_mut(&ino) else { return };
-        if let Stream::Open { id, owed, started, .. } = std::mem::take(&mut ws.stream) {
-            for (req, size) in owed {
-                self.reply(req, Reply::Written { size });
-            }
+    pub(crate) fn abort_stream(&mut self, ino: Ino, now: Instant) {
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        if let Stream::Open { id, started, .. } = std::mem::take(&mut ws.stream) {
+            // Writes owed to the stream are answered: their bytes are in memory or staged.
+            self.wake(Wait::Stream(ino), now);
             if started {
                 let effect = Effect::Stream(StreamOp::Abort { stream: id });
                 self.start_effect(Purpose::Stream { ino, step: StreamStep::Abort }, effect);
@@ -141,19 +130,17 @@ impl Filesystem {
     pub(crate) fn on_stream(&mut self, ino: Ino, step: StreamStep, result: Result<Completion, FsError>, now: Instant) {
         match (step, result) {
             (StreamStep::Append, Ok(_)) => {
-                let Some(Stream::Open { appending, owed, .. }) = self.writes.get_mut(&ino).map(|ws| &mut ws.stream)
-                else {
+                let Some(Stream::Open { appending, .. }) = self.writes.get_mut(ino).map(|ws| &mut ws.stream) else {
                     return;
                 };
                 *appending = 0;
-                for (req, size) in std::mem::take(owed) {
-                    self.reply(req, Reply::Written { size });
-                }
+                self.wake(Wait::Stream(ino), now);
                 self.send_stream(ino);
+                self.reconsider_upload(ino, now);
             }
             (StreamStep::Finish { generation }, Ok(Completion::Uploaded(files))) if files.len() == 1 => {
                 let (xet_hash, size) = files.into_iter().next().expect("one file");
-                if let Some(ws) = self.writes.get_mut(&ino) {
+                if let Some(ws) = self.writes.get_mut(ino) {
                     ws.stream = Stream::Off;
                 }
                 self.on_uploaded(ino, generation, xet_hash, size, now);
@@ -166,14 +153,15 @@ impl Filesystem {
                 };
                 let path = self.inodes.path(ino);
                 self.log(LogLevel::Debug, format!("{path}: upload stream {step:?} failed ({reason}); uploading whole"));
-                if let Some(ws) = self.writes.get_mut(&ino) {
-                    if matches!(step, StreamStep::Finish { .. }) {
+                if matches!(step, StreamStep::Finish { .. }) {
+                    if let Some(ws) = self.writes.get_mut(ino) {
                         ws.stream = Stream::Off;
-                        ws.uploading = None;
-                        ws.due = Some(now);
                     }
+                    self.writes.upload_ended(ino);
+                    self.uploads.schedule(ino, now);
                 }
-                self.abort_stream(ino);
+                self.abort_stream(ino, now);
+                self.reconsider_upload(ino, now);
             }
         }
     }

@@ -1,0 +1,574 @@
+//! The filesystem state machine: a repo at a commit (read-only) or a bucket (read-write unless
+//! configured read-only).
+//!
+//! Method classes, in the manner of quinn-proto:
+//! - getters: `config`, `stats`, `is_busy`, `has_unsaved`, `write_verifier`;
+//! - inputs: `handle_request`, `handle_completion`, `handle_timeout` (each takes `now`), and the
+//!   command `begin_drain`;
+//! - outputs, drained in this order after every input: `poll_reply`, `poll_effect`,
+//!   `poll_notify`, `poll_log`, `poll_mounted`, `poll_drained`, then `poll_timeout` for when to
+//!   call `handle_timeout` next.
+//!
+//! It owns every policy and never performs IO. State lives in parts that own it behind their
+//! own types: the inode table, listings, the read path (`read`), open handles, effects in flight
+//! (`flights`), requests that wait (`parked`), the write buffer (`writebuf`), the upload and
+//! commit schedulers (`upload`, `commit`), directory scans, the poll (`refresh`). This file
+//! holds the composition, the dispatch and the outputs.
+
+mod access;
+mod attrs;
+mod commit;
+mod flights;
+mod lookup;
+mod mount;
+mod namespace;
+mod parked;
+mod read;
+mod refresh;
+mod stream;
+mod upload;
+mod write;
+mod writebuf;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::collections::Map;
+use crate::config::{MountConfig, Source, WriteMode};
+use crate::effect::{Completion, Effect, EffectFailure, EffectId, FailureKind, LocalError};
+use crate::error::{Errno, FsError, LogLevel};
+use crate::hub::{self, RepoRef};
+use crate::identity;
+use crate::inode::{Ino, InodeTable};
+use crate::listing::Listings;
+use crate::request::{Caller, KernelNotify, Reply, Request, RequestId};
+use crate::retry;
+use crate::rng::Rng;
+use crate::time::Instant;
+
+use flights::{Flight, Flights, Purpose};
+use parked::{Parked, Then, Wait};
+
+pub use mount::MountInfo;
+
+/// Longest file name the mount accepts.
+pub(crate) const NAME_MAX: usize = 255;
+
+/// What the mount shows, once resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Remote {
+    /// A repo at `commit`; `follow` names the branch or tag the poll follows.
+    Repo {
+        repo: RepoRef,
+        commit: String,
+        follow: Option<String>,
+    },
+    Bucket {
+        id: String,
+    },
+}
+
+/// An open file handle.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenFile {
+    pub ino: Ino,
+    pub write: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Handles {
+    next: u64,
+    open: Map<u64, OpenFile>,
+}
+
+impl Handles {
+    pub fn open(&mut self, ino: Ino, write: bool) -> u64 {
+        self.next += 1;
+        self.open.insert(self.next, OpenFile { ino, write });
+        self.next
+    }
+
+    pub fn close(&mut self, fh: u64) -> Option<OpenFile> {
+        self.open.remove(&fh)
+    }
+}
+
+/// How the unmount drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Everything written was committed.
+    Drained,
+    /// The time limit ran out with changes still unsaved.
+    GaveUp,
+}
+
+#[derive(Default)]
+pub(crate) struct Drain {
+    pub active: bool,
+    deadline: Option<Instant>,
+}
+
+/// What core has for the outside, drained by the `poll_*` methods.
+#[derive(Default)]
+pub(crate) struct Outputs {
+    replies: VecDeque<(RequestId, Reply)>,
+    pub notifies: VecDeque<KernelNotify>,
+    logs: VecDeque<(LogLevel, String)>,
+    pub mounted: Option<Result<MountInfo, FsError>>,
+    drained: Option<DrainOutcome>,
+}
+
+/// Counters for benchmarks and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub hub_requests: u64,
+    pub fetches: u64,
+    pub bytes_fetched: u64,
+    pub bytes_read: u64,
+    pub retries: u64,
+    pub uploads: u64,
+    pub bytes_uploaded: u64,
+    pub commits: u64,
+    pub polls: u64,
+}
+
+pub struct Filesystem {
+    pub(crate) cfg: MountConfig,
+    pub(crate) mount: mount::Phase,
+    pub(crate) remote: Remote,
+    /// mtime of directories and of files whose listing gives none.
+    pub(crate) mtime_secs: i64,
+    /// Hub URLs of the xet tokens for reading and for uploading.
+    pub(crate) read_token: Arc<str>,
+    pub(crate) write_token: Arc<str>,
+    pub(crate) inodes: InodeTable,
+    pub(crate) listings: Listings,
+    pub(crate) reads: read::Reads,
+    pub(crate) handles: Handles,
+    pub(crate) flights: Flights,
+    pub(crate) parked: Parked,
+    pub(crate) writes: writebuf::WriteBuffer,
+    pub(crate) uploads: upload::UploadScheduler,
+    pub(crate) commits: commit::CommitScheduler,
+    pub(crate) scans: namespace::Scans,
+    pub(crate) poll: refresh::Poller,
+    /// Errors of background work (upload, commit) not yet reported to the file's user.
+    pub(crate) unreported: Map<Ino, FsError>,
+    pub(crate) drain: Drain,
+    pub(crate) rng: Rng,
+    pub(crate) out: Outputs,
+    pub(crate) stats: Stats,
+    /// Names staging files and upload streams uniquely.
+    pub(crate) next_stage: u64,
+}
+
+impl Filesystem {
+    /// A filesystem for `cfg`; it starts by resolving the source against the Hub (requests
+    /// wait until `poll_mounted` reports the outcome).
+    pub fn new(mut cfg: MountConfig) -> Self {
+        if matches!(cfg.source, Source::Repo { .. }) {
+            cfg.writes.mode = WriteMode::ReadOnly;
+        }
+        let remote = match &cfg.source {
+            Source::Repo { repo, .. } => Remote::Repo { repo: repo.clone(), commit: String::new(), follow: None },
+            Source::Bucket { id } => Remote::Bucket { id: id.clone() },
+        };
+        let seed = identity::mount_seed(&cfg.source.identity_key());
+        let mut fs = Filesystem {
+            inodes: InodeTable::new(&cfg.subfolder, seed),
+            mount: mount::Phase::Resolving { probes: 0, bucket_error: None, is_repo: false },
+            remote,
+            mtime_secs: 0,
+            read_token: Arc::from(""),
+            write_token: Arc::from(""),
+            listings: Listings::default(),
+            reads: read::Reads::new(cfg.policy.cache_bytes),
+            handles: Handles::default(),
+            flights: Flights::default(),
+            parked: Parked::default(),
+            writes: writebuf::WriteBuffer::default(),
+            uploads: upload::UploadScheduler::default(),
+            commits: commit::CommitScheduler::default(),
+            scans: namespace::Scans::default(),
+            poll: refresh::Poller::default(),
+            unreported: Map::default(),
+            drain: Drain::default(),
+            rng: Rng::new(cfg.seed),
+            out: Outputs::default(),
+            stats: Stats::default(),
+            next_stage: 0,
+            cfg,
+        };
+        fs.start_mount();
+        fs
+    }
+
+    // ---- getters -------------------------------------------------------------------------
+
+    pub fn config(&self) -> &MountConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// True while effects are outstanding or waiting to be retried.
+    pub fn is_busy(&self) -> bool {
+        !self.flights.is_empty()
+    }
+
+    /// True while something written is not yet committed to the bucket.
+    pub fn has_unsaved(&self) -> bool {
+        self.writes.any_dirty() || !self.commits.queue.is_empty()
+    }
+
+    /// Changes every time a mount starts (`MountConfig::verifier`): NFS clients resend
+    /// unstable writes not committed under the verifier they saw.
+    pub fn write_verifier(&self) -> u64 {
+        self.cfg.verifier
+    }
+
+    // ---- inputs --------------------------------------------------------------------------
+
+    pub fn handle_request(&mut self, id: RequestId, caller: Caller, req: Request, now: Instant) {
+        self.dispatch(id, caller, req, now);
+        self.after_input(now);
+    }
+
+    pub fn handle_completion(&mut self, id: EffectId, completion: Completion, now: Instant) {
+        if let Some(flight) = self.flights.finish(id) {
+            match completion {
+                Completion::Failed(failure) => self.on_failure(id, flight, failure, now),
+                Completion::Http(resp) if !(200..300).contains(&resp.status) => {
+                    self.on_failure(id, flight, hub::failure_from_response(&resp), now)
+                }
+                completion => self.on_success(id, flight, completion, now),
+            }
+        }
+        self.after_input(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.stats.retries += self.flights.fire_retries(now);
+        if self.poll.next.is_some_and(|at| at <= now) {
+            self.start_poll();
+        }
+        self.after_input(now);
+    }
+
+    /// Unmounting: upload and commit everything dirty now instead of after its debounce, for
+    /// at most `limit`; `poll_drained` then says whether everything was saved.
+    pub fn begin_drain(&mut self, now: Instant, limit: Duration) {
+        self.drain = Drain { active: true, deadline: Some(now.saturating_add(limit)) };
+        self.commits.not_before = None;
+        if self.is_mounted() {
+            self.all_due(now);
+        }
+        self.after_input(now);
+    }
+
+    /// Work every input may have made due: uploads, a commit, the drain's outcome.
+    fn after_input(&mut self, now: Instant) {
+        if self.is_mounted() && self.cfg.writes.mode != WriteMode::ReadOnly {
+            self.start_due_uploads(now);
+            self.maybe_commit(now);
+        }
+        let Some(deadline) = self.drain.deadline else { return };
+        let outcome = if !self.has_unsaved() {
+            DrainOutcome::Drained
+        } else if now >= deadline {
+            DrainOutcome::GaveUp
+        } else {
+            return;
+        };
+        self.drain.deadline = None;
+        self.out.drained = Some(outcome);
+    }
+
+    // ---- outputs -------------------------------------------------------------------------
+
+    pub fn poll_reply(&mut self) -> Option<(RequestId, Reply)> {
+        self.out.replies.pop_front()
+    }
+
+    pub fn poll_effect(&mut self) -> Option<(EffectId, Effect)> {
+        self.flights.poll()
+    }
+
+    pub fn poll_notify(&mut self) -> Option<KernelNotify> {
+        self.out.notifies.pop_front()
+    }
+
+    /// Log lines about background work (uploads, commits, polls) that no request carries.
+    pub fn poll_log(&mut self) -> Option<(LogLevel, String)> {
+        self.out.logs.pop_front()
+    }
+
+    /// The outcome of mount-time resolution, once.
+    pub fn poll_mounted(&mut self) -> Option<Result<MountInfo, FsError>> {
+        self.out.mounted.take()
+    }
+
+    /// The unmount drain's outcome, once it is known (see `begin_drain`).
+    pub fn poll_drained(&mut self) -> Option<DrainOutcome> {
+        self.out.drained.take()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.flights.next_retry(),
+            self.uploads.next_due(),
+            self.commits.next_wakeup(self.cfg.writes.flush_max_batch_window),
+            self.poll.next,
+            self.drain.deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ---- dispatch ------------------------------------------------------------------------
+
+    pub(crate) fn dispatch(&mut self, id: RequestId, caller: Caller, req: Request, now: Instant) {
+        match &self.mount {
+            mount::Phase::Mounted => {}
+            mount::Phase::Failed(err) => return self.fail(id, err.clone()),
+            mount::Phase::Resolving { .. } => return self.park(id, Wait::Mounted, Then::Redispatch(caller, req)),
+        }
+        if req.is_modifying() && self.cfg.writes.mode == WriteMode::ReadOnly {
+            return self.fail(id, self.read_only_error());
+        }
+        if self.cfg.access.check {
+            if let Err(e) = self.check_access(&caller, &req) {
+                return self.fail(id, e);
+            }
+        }
+        match req {
+            Request::Lookup { parent, name } => self.lookup(id, &caller, parent, name, now),
+            Request::Forget { ino, nlookup } => {
+                self.inodes.forget(ino, nlookup);
+                self.reply(id, Reply::Empty);
+            }
+            Request::GetAttr { ino } => match self.attr(ino) {
+                Some(attr) => self.reply(id, Reply::Attr { attr, ttl: self.cfg.metadata_ttl, before: None }),
+                None => self.fail(id, FsError::not_found()),
+            },
+            Request::Resolve { ino } => self.resolve(id, ino),
+            Request::ReadDir { ino, offset, plus, budget } => self.readdir(id, &caller, ino, offset, plus, budget, now),
+            Request::Open { ino, write, truncate } => self.open(id, ino, write, truncate, now),
+            Request::Read { ino, fh, offset, size } => self.read(id, &caller, ino, fh, offset, size),
+            Request::Write { ino, fh, offset, data, stable } => {
+                self.write(id, &caller, ino, fh, offset, data, stable, now)
+            }
+            Request::Release { fh } => self.release(id, fh, now),
+            Request::Flush { ino, fh } => self.flush(id, &caller, ino, fh, now),
+            Request::Fsync { ino } => self.fsync(id, &caller, ino, None, now),
+            Request::Commit { ino, .. } => self.fsync(id, &caller, ino, Some(self.cfg.verifier), now),
+            Request::Access { ino, mask } => match self.attr(ino) {
+                Some(attr) => {
+                    let allowed = self.allowed(&caller, &attr) & mask;
+                    self.reply(id, Reply::Access { allowed })
+                }
+                None => self.fail(id, FsError::not_found()),
+            },
+            Request::ReadLink { ino } => self.readlink(id, ino),
+            Request::StatFs => self.statfs(id),
+            Request::Create { parent, name, mode, how, open } => {
+                self.create(id, &caller, parent, name, mode, how, open, now)
+            }
+            Request::Mkdir { parent, name, mode } => self.mkdir(id, &caller, parent, name, mode, now),
+            Request::Mknod { parent, name, kind, mode, rdev } => {
+                self.mknod(id, &caller, parent, name, (kind, mode, rdev), now)
+            }
+            Request::Unlink { parent, name } => self.unlink(id, &caller, parent, name, now),
+            Request::Rmdir { parent, name } => self.rmdir(id, &caller, parent, name, now),
+            Request::Rename { parent, name, new_parent, new_name, no_replace } => {
+                self.rename(id, &caller, (parent, name), (new_parent, new_name), no_replace, now)
+            }
+            Request::Symlink { parent, name, target } => self.symlink(id, &caller, parent, name, target, now),
+            Request::Link { ino, new_parent, new_name } => self.link(id, &caller, ino, new_parent, new_name, now),
+            Request::SetAttr { ino, set, guard_ctime } => self.setattr(id, &caller, ino, set, guard_ctime, now),
+            Request::Unsupported { op } => {
+                self.fail(id, FsError::new(Errno::NotSup, "unsupported", format!("{op} is not supported here")))
+            }
+        }
+    }
+
+    // ---- waiting requests ----------------------------------------------------------------
+
+    pub(crate) fn park(&mut self, id: RequestId, wait: Wait, then: Then) {
+        self.parked.park(id, wait, then);
+    }
+
+    /// `wait` is satisfied: resume everything waiting for it.
+    pub(crate) fn wake(&mut self, wait: Wait, now: Instant) {
+        for (id, then) in self.parked.take(wait) {
+            self.resume(id, then, now);
+        }
+    }
+
+    pub(crate) fn resume(&mut self, id: RequestId, then: Then, now: Instant) {
+        match then {
+            Then::Redispatch(caller, req) => self.dispatch(id, caller, req, now),
+            Then::ServeRead { ino, range } => self.serve_read(id, ino, range),
+            Then::Answer(reply) => self.reply(id, reply),
+            Then::AfterSave { ino, reply } => self.answer_when_committed(id, ino, reply),
+        }
+    }
+
+    /// `wait` can never be satisfied: everything waiting for it fails with `err`.
+    pub(crate) fn fail_waiting(&mut self, wait: Wait, err: &FsError) {
+        for (id, _) in self.parked.take(wait) {
+            self.fail(id, err.clone());
+        }
+    }
+
+    // ---- effects and failures ------------------------------------------------------------
+
+    pub(crate) fn start_effect(&mut self, purpose: Purpose, effect: Effect) -> EffectId {
+        if matches!(effect, Effect::HubGet { .. } | Effect::HubRange { .. } | Effect::HubPost { .. }) {
+            self.stats.hub_requests += 1;
+        }
+        self.flights.start(purpose, effect)
+    }
+
+    pub(crate) fn hub_get(&mut self, purpose: Purpose, url: String) -> EffectId {
+        self.start_effect(purpose, Effect::HubGet { url })
+    }
+
+    fn on_success(&mut self, id: EffectId, flight: Flight, completion: Completion, now: Instant) {
+        match flight.purpose {
+            Purpose::Mount(step) => self.on_mount_step(step, Ok(completion), now),
+            Purpose::ListPage { dir } => match tree_page(completion) {
+                Ok((entries, next)) => self.on_page(dir, entries, next, now),
+                Err(e) => self.fail_listing(dir, e),
+            },
+            Purpose::Fetch { ino, range } => match completion {
+                Completion::Bytes(data) => {
+                    let len: u64 = data.iter().map(|b| b.len() as u64).sum();
+                    if len == range.end - range.start {
+                        self.on_fetched(id, ino, range, data, now);
+                    } else {
+                        let msg = format!("short fetch: wanted {} bytes, got {len}", range.end - range.start);
+                        let flight = Flight { purpose: Purpose::Fetch { ino, range }, ..flight };
+                        self.on_failure(id, flight, EffectFailure::new(FailureKind::Transient, None, msg), now);
+                    }
+                }
+                other => self.fail_fetch(id, ino, range, unexpected(&other)),
+            },
+            Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Ok(completion), now),
+            Purpose::Upload { files } => match completion {
+                Completion::Uploaded(results) if results.len() == files.len() => {
+                    self.uploads.ended();
+                    for ((ino, generation), (xet_hash, size)) in files.into_iter().zip(results) {
+                        self.on_uploaded(ino, generation, xet_hash, size, now);
+                    }
+                }
+                other => self.on_upload_failed(files, unexpected(&other), now),
+            },
+            Purpose::Stream { ino, step } => self.on_stream(ino, step, Ok(completion), now),
+            Purpose::Commit => self.on_committed(now),
+            Purpose::Poll => match completion {
+                Completion::Http(resp) => {
+                    let version = match self.remote {
+                        Remote::Bucket { .. } => hub::parse_bucket_updated_at(&resp.body),
+                        Remote::Repo { .. } => hub::parse_revision_info(&resp.body).map(|info| info.sha),
+                    };
+                    self.on_poll(version.map_err(|e| FsError::new(Errno::Io, "bad_hub_response", e)), now)
+                }
+                other => self.on_poll(Err(unexpected(&other)), now),
+            },
+            Purpose::Scan { dir } => match tree_page(completion) {
+                Ok((entries, next)) => self.on_scan_page(dir, entries, next, now),
+                Err(e) => self.fail_scan(dir, e),
+            },
+        }
+    }
+
+    fn on_failure(&mut self, id: EffectId, flight: Flight, failure: EffectFailure, now: Instant) {
+        if let Some(delay) = retry::next_delay(&failure, flight.attempts, &mut self.rng) {
+            self.flights.retry_at(id, flight, now.saturating_add(delay));
+            return;
+        }
+        if let Purpose::Mount(step) = flight.purpose {
+            return self.on_mount_step(step, Err(failure), now);
+        }
+        let err = errno_for(&failure);
+        match flight.purpose {
+            Purpose::Mount(_) => {}
+            Purpose::ListPage { dir } => self.fail_listing(dir, err),
+            Purpose::Fetch { ino, range } => self.fail_fetch(id, ino, range, err),
+            Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Err(err), now),
+            Purpose::Upload { files } => self.on_upload_failed(files, err, now),
+            Purpose::Stream { ino, step } => self.on_stream(ino, step, Err(err), now),
+            Purpose::Commit => self.on_commit_failed(err, now),
+            Purpose::Poll => self.on_poll(Err(err), now),
+            Purpose::Scan { dir } => self.fail_scan(dir, err),
+        }
+    }
+
+    // ---- replies and logs ----------------------------------------------------------------
+
+    pub(crate) fn reply(&mut self, id: RequestId, reply: Reply) {
+        self.out.replies.push_back((id, reply));
+    }
+
+    pub(crate) fn fail(&mut self, id: RequestId, err: FsError) {
+        self.reply(id, Reply::Error(err));
+    }
+
+    pub(crate) fn log(&mut self, level: LogLevel, line: String) {
+        self.out.logs.push_back((level, line));
+    }
+
+    pub(crate) fn read_only_error(&self) -> FsError {
+        let detail = match self.remote {
+            Remote::Repo { .. } => "repo mounts are read-only",
+            Remote::Bucket { .. } => "this bucket is mounted --read-only",
+        };
+        FsError::new(Errno::RoFs, "read_only", detail)
+    }
+}
+
+/// A tree page's entries and its next-page link, from a successful listing response.
+pub(crate) fn tree_page(completion: Completion) -> Result<(Vec<hub::TreeEntry>, Option<String>), FsError> {
+    let Completion::Http(resp) = completion else { return Err(unexpected(&completion)) };
+    let next = resp.header("link").and_then(hub::next_link);
+    hub::parse_tree_page(&resp.body)
+        .map(|entries| (entries, next))
+        .map_err(|e| FsError::new(Errno::Io, "bad_hub_response", format!("HTTP {}: {e}", resp.status)))
+}
+
+pub(crate) fn unexpected(c: &Completion) -> FsError {
+    let kind = match c {
+        Completion::Http(_) => "an HTTP response",
+        Completion::Bytes(_) => "bytes",
+        Completion::Done => "done",
+        Completion::Uploaded(_) => "an upload",
+        Completion::Failed(_) => "a failure",
+    };
+    FsError::new(Errno::Io, "internal", format!("effect completed with {kind}"))
+}
+
+/// Map a final (no more retries) failure to what the user sees.
+pub(crate) fn errno_for(f: &EffectFailure) -> FsError {
+    let detail = match f.status {
+        Some(s) => format!("HTTP {s}: {}", f.message),
+        None => f.message.clone(),
+    };
+    match (f.kind, f.status) {
+        (FailureKind::Local(LocalError::NoSpace), _) => FsError::new(Errno::NoSpc, "local_no_space", detail),
+        (FailureKind::Local(LocalError::Io), _) => FsError::new(Errno::Io, "local_io", detail),
+        (FailureKind::Auth, _) => FsError::new(Errno::Acces, "hub_denied", detail),
+        (FailureKind::NotFound, _) => FsError::new(Errno::NoEnt, "hub_not_found", detail),
+        (_, Some(429)) => FsError::new(Errno::Again, "hub_rate_limited", detail),
+        (_, Some(413 | 507)) => FsError::new(Errno::NoSpc, "hub_no_space", detail),
+        (FailureKind::Transient, _) => FsError::new(Errno::Io, "hub_unavailable", detail),
+        (FailureKind::Permanent, _) => FsError::new(Errno::Io, "bad_hub_response", detail),
+    }
+}

@@ -1,0 +1,238 @@
+//! The read path: opens and releases, reads planned by each reader's pattern (read-ahead),
+//! fetches of missing ranges (CAS for xet files, HTTP Range for git files), the read cache, and
+//! reads waiting for bytes in flight.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::collections::Map;
+use crate::effect::{Effect, EffectId};
+use crate::error::{Errno, FsError};
+use crate::hub::ContentSource;
+use crate::inode::{Ino, NodeKind};
+use crate::prefetch::ReadPattern;
+use crate::readcache::ReadCache;
+use crate::request::{Caller, Reply, RequestId};
+use crate::time::Instant;
+
+use super::flights::Purpose;
+use super::parked::{Then, Wait};
+use super::{Filesystem, Remote};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Reader {
+    Handle(u64),
+    /// Reads without a handle (NFS) share one pattern per inode.
+    Inode(Ino),
+}
+
+/// The read path's state: fetched bytes, each reader's pattern, and fetches in flight.
+pub(crate) struct Reads {
+    pub cache: ReadCache,
+    patterns: Map<Reader, ReadPattern>,
+    /// Byte ranges being fetched, per inode.
+    fetching: Map<Ino, Vec<(Range<u64>, EffectId)>>,
+}
+
+impl Reads {
+    pub fn new(cache_bytes: u64) -> Self {
+        Reads { cache: ReadCache::new(cache_bytes), patterns: Map::default(), fetching: Map::default() }
+    }
+}
+
+impl Filesystem {
+    pub(crate) fn open(&mut self, id: RequestId, ino: Ino, write: bool, truncate: bool, now: Instant) {
+        match self.inodes.get(ino).map(|n| &n.kind) {
+            None => return self.fail(id, FsError::not_found()),
+            Some(NodeKind::Dir) => return self.fail(id, FsError::is_a_directory()),
+            // The kernel opens FIFOs and devices itself; nothing else reaches here.
+            Some(NodeKind::Symlink { .. } | NodeKind::Special { .. }) => {
+                return self.fail(id, FsError::new(Errno::Inval, "not_a_regular_file", ""))
+            }
+            Some(NodeKind::File { .. }) => {}
+        }
+        if write || truncate {
+            if let Err(e) = self.open_for_write(ino, truncate, now) {
+                return self.fail(id, e);
+            }
+        }
+        let fh = self.handles.open(ino, write);
+        // Pinned commits never change: the kernel may keep its page cache across opens.
+        let keep_cache = matches!(self.remote, Remote::Repo { follow: None, .. });
+        self.reply(id, Reply::Open { fh, keep_cache });
+    }
+
+    pub(crate) fn release(&mut self, id: RequestId, fh: u64, now: Instant) {
+        self.reads.patterns.remove(&Reader::Handle(fh));
+        if let Some(open) = self.handles.close(fh) {
+            if open.write {
+                self.writer_closed(open.ino, now);
+            }
+        }
+        self.reply(id, Reply::Empty);
+    }
+
+    pub(crate) fn read(&mut self, id: RequestId, caller: &Caller, ino: Ino, fh: Option<u64>, offset: u64, size: u32) {
+        let file_size = match self.inodes.get(ino).map(|n| &n.kind) {
+            None => return self.fail(id, FsError::not_found()),
+            Some(NodeKind::File { size, .. }) => *size,
+            Some(_) => return self.fail(id, FsError::is_a_directory()),
+        };
+        if self.writes.has(ino) {
+            return self.read_written(id, caller, ino, offset, size);
+        }
+        if offset >= file_size || size == 0 {
+            return self.reply(id, Reply::Data { data: Bytes::new(), eof: offset >= file_size });
+        }
+        let end = offset.saturating_add(u64::from(size)).min(file_size);
+        let reader = fh.map_or(Reader::Inode(ino), Reader::Handle);
+        let policy = &self.cfg.policy;
+        let plan = self.reads.patterns.entry(reader).or_default().on_read(offset, end, file_size, policy);
+        self.ensure_fetched(ino, plan.demand.clone());
+        if !plan.ahead.is_empty() {
+            // Refill the window in batches of at least half of it, so a steady reader causes a
+            // few large fetches rather than one small fetch per read.
+            let missing = self.missing(ino, plan.ahead.clone());
+            if missing.iter().map(|r| r.end - r.start).sum::<u64>() * 2 >= plan.ahead.end - plan.ahead.start {
+                self.fetch(ino, missing);
+            }
+            self.reads.cache.demote_before(ino, offset);
+        }
+        self.serve_read(id, ino, offset..end);
+    }
+
+    /// Answer a read of `range` from the cache, or wait for the bytes in flight.
+    pub(crate) fn serve_read(&mut self, id: RequestId, ino: Ino, range: Range<u64>) {
+        let file_size = self.file_size(ino);
+        let range = range.start.min(file_size)..range.end.min(file_size);
+        match self.reads.cache.read(ino, range.clone()) {
+            Some(data) => self.reply_data(id, data, range.end >= file_size),
+            None => {
+                // An eviction or failure may have left part of it uncovered.
+                self.ensure_fetched(ino, range.clone());
+                self.park(id, Wait::Bytes(ino), Then::ServeRead { ino, range });
+            }
+        }
+    }
+
+    pub(crate) fn reply_data(&mut self, id: RequestId, data: Bytes, eof: bool) {
+        self.stats.bytes_read += data.len() as u64;
+        self.reply(id, Reply::Data { data, eof });
+    }
+
+    /// Parts of `range` neither cached nor already being fetched.
+    fn missing(&self, ino: Ino, range: Range<u64>) -> Vec<Range<u64>> {
+        let flying: Vec<Range<u64>> =
+            self.reads.fetching.get(&ino).map(|v| v.iter().map(|(r, _)| r.clone()).collect()).unwrap_or_default();
+        self.reads.cache.gaps(ino, range).into_iter().flat_map(|gap| subtract(gap, &flying)).collect()
+    }
+
+    /// Start fetches for the parts of `range` neither cached nor already being fetched.
+    fn ensure_fetched(&mut self, ino: Ino, range: Range<u64>) {
+        let missing = self.missing(ino, range);
+        self.fetch(ino, missing);
+    }
+
+    /// Start fetches for `pieces` (already known to be missing), at most `max_fetch` each.
+    fn fetch(&mut self, ino: Ino, pieces: Vec<Range<u64>>) {
+        if pieces.is_empty() {
+            return;
+        }
+        let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else { return };
+        for piece in pieces {
+            let mut start = piece.start;
+            while start < piece.end {
+                let end = piece.end.min(start + self.cfg.policy.max_fetch);
+                let effect = match (&source, &self.remote) {
+                    (ContentSource::Xet { hash }, _) => Effect::CasRange {
+                        token_url: self.read_token.clone(),
+                        xet_hash: hash.clone(),
+                        file_size: size,
+                        range: start..end,
+                    },
+                    (ContentSource::Regular { .. }, Remote::Repo { repo, commit, .. }) => {
+                        let url = self.cfg.urls.resolve(repo, commit, &self.inodes.path(ino));
+                        Effect::HubRange { url, range: start..end }
+                    }
+                    (ContentSource::Regular { .. }, Remote::Bucket { .. }) => return,
+                };
+                let id = self.start_effect(Purpose::Fetch { ino, range: start..end }, effect);
+                self.reads.fetching.entry(ino).or_default().push((start..end, id));
+                self.stats.fetches += 1;
+                start = end;
+            }
+        }
+    }
+
+    pub(crate) fn on_fetched(&mut self, id: EffectId, ino: Ino, range: Range<u64>, pieces: Vec<Bytes>, now: Instant) {
+        // A fetch no longer tracked belongs to content that has since changed: drop it.
+        if self.forget_fetch(ino, id) {
+            let mut offset = range.start;
+            for piece in pieces {
+                let len = piece.len() as u64;
+                self.reads.cache.insert(ino, offset, piece);
+                offset += len;
+            }
+            self.stats.bytes_fetched += offset - range.start;
+        }
+        self.wake(Wait::Bytes(ino), now);
+        self.reads.cache.evict();
+    }
+
+    /// Stop tracking fetch `id`; false if it was not tracked (anymore).
+    fn forget_fetch(&mut self, ino: Ino, id: EffectId) -> bool {
+        let Some(v) = self.reads.fetching.get_mut(&ino) else { return false };
+        let before = v.len();
+        v.retain(|(_, e)| *e != id);
+        let found = v.len() != before;
+        if v.is_empty() {
+            self.reads.fetching.remove(&ino);
+        }
+        found
+    }
+
+    /// `ino`'s content changed: cached bytes and fetches in flight are of the old content.
+    pub(crate) fn content_changed(&mut self, ino: Ino) {
+        self.reads.cache.invalidate(ino);
+        self.reads.fetching.remove(&ino);
+        self.reads.patterns.retain(|r, _| *r != Reader::Inode(ino));
+    }
+
+    pub(crate) fn fail_fetch(&mut self, id: EffectId, ino: Ino, range: Range<u64>, err: FsError) {
+        // The file is in the listing, so missing bytes are an I/O error, not ENOENT.
+        let err = if err.errno == Errno::NoEnt { FsError::new(Errno::Io, "content_missing", err.detail) } else { err };
+        self.forget_fetch(ino, id);
+        let overlaps = |then: &Then| matches!(then, Then::ServeRead { range: r, .. } if r.start < range.end && range.start < r.end);
+        let path = self.inodes.path(ino);
+        let err = FsError { detail: format!("{path}: {}", err.detail), ..err };
+        for (req, _) in self.parked.take_if(Wait::Bytes(ino), overlaps) {
+            self.fail(req, err.clone());
+        }
+    }
+}
+
+/// `range` minus every range in `holes`, in order.
+pub(crate) fn subtract(range: Range<u64>, holes: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut pieces = vec![range];
+    for h in holes {
+        pieces = pieces
+            .into_iter()
+            .flat_map(|p| {
+                if h.end <= p.start || h.start >= p.end {
+                    vec![p]
+                } else {
+                    let mut out = Vec::new();
+                    if p.start < h.start {
+                        out.push(p.start..h.start);
+                    }
+                    if h.end < p.end {
+                        out.push(h.end..p.end);
+                    }
+                    out
+                }
+            })
+            .collect();
+    }
+    pieces
+}

@@ -1,0 +1,543 @@
+//! Writing files: opening for write, writes (write-behind into the staging file, or memory in
+//! streaming mode), truncation, reads of one's own writes, and the way from a close, fsync or
+//! NFS COMMIT to an upload and a committed bucket. The bytes move in effects; when they move
+//! is decided here and in the upload and commit schedulers.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::WriteMode;
+use crate::effect::{Completion, StageEdit, StageOp};
+use crate::error::{Errno, FsError, LogLevel};
+use crate::hub::ContentSource;
+use crate::inode::{Ino, NodeKind};
+use crate::request::{Caller, Reply, Request, RequestId, SetAttr, Stability, WccAttr};
+use crate::time::Instant;
+
+use super::flights::{Purpose, StageKind};
+use super::parked::{Then, Wait};
+use super::stream::Stream;
+use super::writebuf::{Body, WriteState};
+use super::Filesystem;
+
+/// Written bytes a file may hold in memory waiting for its staging file before a write's
+/// reply waits for the disk (write-behind budget).
+const WRITE_BEHIND_BYTES: u64 = 32 << 20;
+
+impl Filesystem {
+    /// Make sure `ino` has a write state. `truncate` starts from empty content; otherwise
+    /// (advanced mode) the current content is fetched into the staging file first.
+    pub(crate) fn ensure_write_state(&mut self, ino: Ino, truncate: bool, now: Instant) -> Result<(), FsError> {
+        let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else {
+            return Err(FsError::is_a_directory());
+        };
+        if self.writes.has(ino) {
+            if truncate {
+                self.truncate_written(None, ino, 0, now);
+            }
+            return Ok(());
+        }
+        let mode = self.cfg.writes.mode;
+        if mode == WriteMode::Streaming && !truncate && size > 0 {
+            return Err(FsError::new(
+                Errno::NotSup,
+                "streaming_no_rewrite",
+                format!(
+                    "{}: streaming mode only writes new or truncated files; mount with --advanced-writes to edit in place",
+                    self.inodes.path(ino)
+                ),
+            ));
+        }
+        self.next_stage += 1;
+        let staging = format!("{}{ino:016x}-{}", self.cfg.writes.staging_dir, self.next_stage);
+        let starts_empty = truncate || size == 0;
+        let streaming = mode == WriteMode::Streaming;
+        let body = if streaming { Body::Memory(Vec::new()) } else { Body::Staged };
+        let mut ws = WriteState::new(body, staging.clone(), streaming);
+        if streaming && starts_empty {
+            ws.stream = Stream::Waiting;
+        }
+        self.writes.insert(ino, ws);
+        if truncate && size > 0 {
+            self.writes.touch(ino, now);
+            self.set_size(ino, 0);
+        }
+        if mode == WriteMode::Advanced {
+            let op = match source {
+                ContentSource::Xet { hash } if !starts_empty => {
+                    StageOp::Fill { path: staging, token_url: self.read_token.clone(), xet_hash: hash, size }
+                }
+                _ => StageOp::Create { path: staging },
+            };
+            self.stage(ino, StageKind::Prepare, op);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stage(&mut self, ino: Ino, kind: StageKind, op: StageOp) {
+        self.start_effect(Purpose::Stage { ino, kind }, crate::effect::Effect::Stage(op));
+    }
+
+    pub(crate) fn open_for_write(&mut self, ino: Ino, truncate: bool, now: Instant) -> Result<(), FsError> {
+        self.ensure_write_state(ino, truncate, now)?;
+        if let Some(ws) = self.writes.get_mut(ino) {
+            ws.writers += 1;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write(
+        &mut self,
+        id: RequestId,
+        caller: &Caller,
+        ino: Ino,
+        fh: Option<u64>,
+        offset: u64,
+        data: Bytes,
+        stable: Stability,
+        now: Instant,
+    ) {
+        let size = match self.inodes.get(ino).map(|n| &n.kind) {
+            Some(NodeKind::File { size, .. }) => *size,
+            Some(_) => return self.fail(id, FsError::is_a_directory()),
+            None => return self.fail(id, FsError::not_found()),
+        };
+        if let Err(e) = self.ensure_write_state(ino, false, now) {
+            return self.fail(id, e);
+        }
+        let before = self.wcc(ino);
+        let limit = self.cfg.writes.memory_limit;
+        let stream_threshold = self.cfg.writes.stream_threshold;
+        let path = self.inodes.path(ino);
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        if !ws.ready {
+            let req = Request::Write { ino, fh, offset, data, stable };
+            return self.park(id, Wait::Staging(ino), Then::Redispatch(caller.clone(), req));
+        }
+        let len = data.len() as u64;
+        let end = offset + len;
+        let mut owed = None;
+        if let Body::Memory(chunks) = &mut ws.body {
+            if offset != size {
+                let detail = format!("{path}: streaming mode writes must append (offset {offset}, size {size}); mount with --advanced-writes for random writes");
+                return self.fail(id, FsError::new(Errno::NotSup, "streaming_not_sequential", detail));
+            }
+            if end <= limit {
+                chunks.push(data.clone());
+                let start_stream = matches!(ws.stream, Stream::Waiting) && end >= stream_threshold;
+                let so_far = if start_stream { chunks.clone() } else { Vec::new() };
+                self.writes.touch(ino, now);
+                self.set_size(ino, end);
+                self.touch(ino, true, now);
+                if start_stream {
+                    self.open_stream(ino, so_far);
+                } else if self.stream_accept(ino, &data) {
+                    owed = Some(Wait::Stream(ino));
+                }
+                return self.answer_write(id, ino, len, before, stable, owed, fh.is_none(), now);
+            }
+            // Past the memory limit: move what is buffered to the staging file, then go on there.
+            let mut at = 0;
+            for chunk in std::mem::take(chunks) {
+                let len = chunk.len() as u64;
+                ws.queued_bytes += len;
+                ws.queue.push(StageEdit::Write { offset: at, data: chunk });
+                at += len;
+            }
+            ws.body = Body::Staged;
+        }
+        // Write-behind: acknowledged once queued, unless too much is already waiting for the
+        // staging file (or for the upload stream, which then owes the reply).
+        if self.stream_accept(ino, &data) {
+            owed = Some(Wait::Stream(ino));
+        }
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        if owed.is_none() && ws.unapplied_bytes() + len > WRITE_BEHIND_BYTES {
+            owed = Some(Wait::EditBatch(ino, ws.next_batch));
+        }
+        ws.queued_bytes += len;
+        ws.queue.push(StageEdit::Write { offset, data });
+        self.writes.touch(ino, now);
+        self.set_size(ino, size.max(end));
+        self.touch(ino, true, now);
+        self.send_edits(ino);
+        self.answer_write(id, ino, len, before, stable, owed, fh.is_none(), now);
+    }
+
+    /// Reply to a write now, once `owed` is satisfied, or (a stable write) once the file is
+    /// committed. A write without a handle (NFS) makes the file due after the debounce, as a
+    /// close would.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_write(
+        &mut self,
+        id: RequestId,
+        ino: Ino,
+        len: u64,
+        before: WccAttr,
+        stable: Stability,
+        owed: Option<Wait>,
+        handleless: bool,
+        now: Instant,
+    ) {
+        let reply = Reply::Written {
+            size: len as u32,
+            committed: stable,
+            verifier: self.cfg.verifier,
+            file: self.change(ino, before),
+        };
+        let idle = self.writes.get(ino).is_some_and(|ws| ws.writers == 0);
+        if stable != Stability::Unstable {
+            self.upload_due(ino, now);
+            return self.park(id, Wait::Saved(ino), Then::AfterSave { ino, reply });
+        }
+        if handleless && idle {
+            let due = if self.streaming() { now } else { self.debounced_due(ino, now) };
+            self.upload_due(ino, due);
+        }
+        match owed {
+            Some(wait) => self.park(id, wait, Then::Answer(reply)),
+            None => self.reply(id, reply),
+        }
+    }
+
+    /// Send the queued edits of `ino` as one staging effect, if none is being applied.
+    fn send_edits(&mut self, ino: Ino) {
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        if ws.applying.is_some() || ws.queue.is_empty() || !ws.ready {
+            return;
+        }
+        let edits = std::mem::take(&mut ws.queue);
+        let bytes = std::mem::take(&mut ws.queued_bytes);
+        let batch = ws.next_batch;
+        ws.next_batch += 1;
+        ws.applying = Some((batch, bytes));
+        let op = StageOp::Edit { path: ws.staging.clone(), edits };
+        self.stage(ino, StageKind::Edit(batch), op);
+    }
+
+    /// Read from a file being written (its newest content).
+    pub(crate) fn read_written(&mut self, id: RequestId, caller: &Caller, ino: Ino, offset: u64, size: u32) {
+        let file_size = self.file_size(ino);
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        // A read sees every acknowledged write: it waits until they reached the staging file.
+        let wait = if !ws.ready {
+            Some(Wait::Staging(ino))
+        } else if matches!(ws.body, Body::Staged) && !ws.edits_applied() {
+            Some(Wait::Edits(ino))
+        } else {
+            None
+        };
+        if let Some(wait) = wait {
+            let req = Request::Read { ino, fh: None, offset, size };
+            return self.park(id, wait, Then::Redispatch(caller.clone(), req));
+        }
+        let end = offset.saturating_add(u64::from(size)).min(file_size);
+        if offset >= end {
+            return self.reply_data(id, Bytes::new(), true);
+        }
+        match &ws.body {
+            Body::Memory(chunks) => {
+                let data = slice_chunks(chunks, offset, end);
+                self.reply_data(id, data, end >= file_size);
+            }
+            Body::Staged => {
+                ws.reads += 1;
+                let op = StageOp::Read { path: ws.staging.clone(), range: offset..end };
+                self.stage(ino, StageKind::Read { req: id }, op);
+            }
+        }
+    }
+
+    /// Set the size of a file being written; `req` (a setattr, with the attributes before) is
+    /// answered with its attributes.
+    pub(crate) fn truncate_written(
+        &mut self,
+        req: Option<(RequestId, &Caller, WccAttr)>,
+        ino: Ino,
+        new_size: u64,
+        now: Instant,
+    ) {
+        let size = self.file_size(ino);
+        let path = self.inodes.path(ino);
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        if !ws.ready {
+            if let Some((id, caller, _)) = req {
+                let set = SetAttr { size: Some(new_size), ..Default::default() };
+                let r = Request::SetAttr { ino, set, guard_ctime: None };
+                self.park(id, Wait::Staging(ino), Then::Redispatch(caller.clone(), r));
+            }
+            return;
+        }
+        if new_size == size {
+            return self.answer_attr(req.map(|(id, _, before)| (id, before)), ino);
+        }
+        // The streamed bytes no longer describe the file.
+        self.abort_stream(ino, now);
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        match &mut ws.body {
+            Body::Memory(chunks) => {
+                if new_size > size {
+                    let detail = format!("{path}: streaming mode cannot extend a file; mount with --advanced-writes");
+                    if let Some((id, _, _)) = req {
+                        self.fail(id, FsError::new(Errno::NotSup, "streaming_no_extend", detail));
+                    }
+                    return;
+                }
+                let kept = slice_chunks(chunks, 0, new_size);
+                *chunks = if kept.is_empty() { Vec::new() } else { vec![kept] };
+            }
+            Body::Staged => {
+                // Queued behind earlier writes, so it applies in order.
+                ws.queue.push(StageEdit::Truncate { size: new_size });
+            }
+        }
+        self.writes.touch(ino, now);
+        self.set_size(ino, new_size);
+        self.touch(ino, true, now);
+        self.send_edits(ino);
+        self.answer_attr(req.map(|(id, _, before)| (id, before)), ino);
+    }
+
+    pub(crate) fn answer_attr(&mut self, req: Option<(RequestId, WccAttr)>, ino: Ino) {
+        if let Some((id, before)) = req {
+            match self.attr(ino) {
+                Some(attr) => self.reply(id, Reply::Attr { attr, ttl: self.cfg.metadata_ttl, before: Some(before) }),
+                None => self.fail(id, FsError::not_found()),
+            }
+        }
+    }
+
+    /// `close()`: streaming mode answers once the file is committed; advanced mode answers at
+    /// once and uploads after the debounce.
+    pub(crate) fn flush(&mut self, id: RequestId, _caller: &Caller, ino: Ino, _fh: u64, now: Instant) {
+        if let Some(err) = self.unreported.remove(&ino) {
+            return self.fail(id, err);
+        }
+        let dirty = self.writes.get(ino).is_some_and(|ws| ws.is_dirty());
+        if !dirty {
+            return self.reply(id, Reply::Empty);
+        }
+        if self.streaming() {
+            self.upload_due(ino, now);
+            self.park(id, Wait::Saved(ino), Then::AfterSave { ino, reply: Reply::Empty });
+        } else {
+            let due = self.debounced_due(ino, now);
+            self.upload_due(ino, due);
+            self.reply(id, Reply::Empty);
+        }
+    }
+
+    /// `fsync` (and NFS COMMIT, `verifier` set): answered when the file's content and name are
+    /// committed, or with the error. A directory waits for every file below it that is still
+    /// being written, then for every change queued so far.
+    pub(crate) fn fsync(&mut self, id: RequestId, caller: &Caller, ino: Ino, verifier: Option<u64>, now: Instant) {
+        if let Some(err) = self.unreported.remove(&ino) {
+            return self.fail(id, err);
+        }
+        let reply = match verifier {
+            Some(verifier) => Reply::Committed { verifier },
+            None => Reply::Empty,
+        };
+        // An explicit fsync does not wait out the pause after a failed commit.
+        self.commits.not_before = None;
+        let unsaved: Vec<Ino> = match self.inodes.get(ino).map(|n| &n.kind) {
+            None => return self.fail(id, FsError::not_found()),
+            Some(NodeKind::Dir) => self.writes.dirty().into_iter().filter(|f| self.inodes.is_within(*f, ino)).collect(),
+            Some(_) => self.writes.get(ino).filter(|ws| ws.is_dirty()).map(|_| ino).into_iter().collect(),
+        };
+        match unsaved.first() {
+            None => self.answer_when_committed(id, ino, reply),
+            Some(&first) => {
+                for f in &unsaved {
+                    self.upload_due(*f, now);
+                }
+                let then = if first == ino {
+                    Then::AfterSave { ino, reply }
+                } else {
+                    // A directory: look again once this file is saved.
+                    let req = match verifier {
+                        Some(_) => Request::Commit { ino, range: 0..0 },
+                        None => Request::Fsync { ino },
+                    };
+                    Then::Redispatch(caller.clone(), req)
+                };
+                self.park(id, Wait::Saved(first), then);
+            }
+        }
+    }
+
+    /// Send `reply` once `ino`'s queued commit ops (every queued op, for a directory) are in
+    /// the bucket.
+    pub(crate) fn answer_when_committed(&mut self, id: RequestId, ino: Ino, reply: Reply) {
+        let paths = match self.inodes.get(ino).map(|n| &n.kind) {
+            Some(NodeKind::Dir) => self.commits.queue.paths(),
+            _ => vec![self.inodes.path(ino)],
+        };
+        match self.commits.queue.wait(&paths) {
+            Some(group) => self.park(id, Wait::Committed(group), Then::Answer(reply)),
+            None => self.reply(id, reply),
+        }
+    }
+
+    pub(crate) fn writer_closed(&mut self, ino: Ino, now: Instant) {
+        let due = if self.streaming() { now } else { self.debounced_due(ino, now) };
+        if let Some(ws) = self.writes.get_mut(ino) {
+            ws.writers = ws.writers.saturating_sub(1);
+            if ws.is_dirty() && ws.writers == 0 {
+                self.upload_due(ino, due);
+            }
+        }
+        self.maybe_drop_write_state(ino, now);
+    }
+
+    /// Forget the write state of a file that is saved, closed and idle.
+    pub(crate) fn maybe_drop_write_state(&mut self, ino: Ino, now: Instant) {
+        let idle = self
+            .writes
+            .get(ino)
+            .is_some_and(|ws| ws.writers == 0 && !ws.is_dirty() && ws.edits_applied() && ws.reads == 0 && ws.ready);
+        let waiting = [Wait::Staging(ino), Wait::Edits(ino), Wait::Saved(ino), Wait::Stream(ino)]
+            .into_iter()
+            .any(|w| self.parked.is_waiting(w));
+        if idle && !waiting {
+            self.discard_write_state(ino, now);
+        }
+    }
+
+    /// The file was removed: its changes no longer need saving (whoever waits for them is
+    /// answered); the state goes as soon as no staging IO or upload uses it.
+    pub(crate) fn forget_changes(&mut self, ino: Ino, now: Instant) {
+        if self.writes.has(ino) {
+            self.writes.forget_changes(ino);
+            self.uploads.unschedule(ino);
+            for (id, then) in self.parked.take(Wait::Saved(ino)) {
+                match then {
+                    Then::AfterSave { reply, .. } | Then::Answer(reply) => self.reply(id, reply),
+                    other => self.resume(id, other, now),
+                }
+            }
+        }
+        self.maybe_drop_write_state(ino, now);
+    }
+
+    /// Drop a file's write state (and its staging file) unconditionally; whatever waited for
+    /// it is handled again without it.
+    pub(crate) fn discard_write_state(&mut self, ino: Ino, now: Instant) {
+        self.abort_stream(ino, now);
+        self.uploads.unschedule(ino);
+        if let Some(ws) = self.writes.remove(ino) {
+            if matches!(ws.body, Body::Staged) {
+                self.stage(ino, StageKind::Remove, StageOp::Remove { path: ws.staging });
+            }
+            for batch in 0..ws.next_batch {
+                self.wake(Wait::EditBatch(ino, batch), now);
+            }
+            for wait in [Wait::Saved(ino), Wait::Staging(ino), Wait::Edits(ino), Wait::Stream(ino)] {
+                self.wake(wait, now);
+            }
+        }
+    }
+
+    pub(crate) fn on_staged(&mut self, ino: Ino, kind: StageKind, result: Result<Completion, FsError>, now: Instant) {
+        let path = self.inodes.path(ino);
+        let result = result.map_err(|e| FsError { detail: format!("{path}: staging: {}", e.detail), ..e });
+        if let (Some(ws), StageKind::Read { .. }) = (self.writes.get_mut(ino), kind) {
+            ws.reads = ws.reads.saturating_sub(1);
+        }
+        match (kind, result) {
+            (StageKind::Prepare, Ok(_)) => {
+                let Some(ws) = self.writes.get_mut(ino) else { return };
+                ws.ready = true;
+                self.wake(Wait::Staging(ino), now);
+                self.send_edits(ino);
+                self.reconsider_upload(ino, now);
+            }
+            (StageKind::Prepare, Err(e)) => {
+                // Nothing was written yet: forget the state; the next write prepares again.
+                self.log(LogLevel::Warn, format!("{e}"));
+                self.uploads.unschedule(ino);
+                self.writes.remove(ino);
+                self.fail_waiting(Wait::Staging(ino), &e);
+            }
+            (StageKind::Edit(batch), result) => {
+                let Some(ws) = self.writes.get_mut(ino) else { return };
+                ws.applying = None;
+                match result {
+                    Ok(_) => self.wake(Wait::EditBatch(ino, batch), now),
+                    Err(e) => {
+                        // Writes already acknowledged did not reach the staging file: the
+                        // file's next fsync or close reports it.
+                        self.log(LogLevel::Warn, format!("{e}"));
+                        self.fail_waiting(Wait::EditBatch(ino, batch), &e);
+                        self.unreported.insert(ino, e);
+                    }
+                }
+                self.send_edits(ino);
+                if self.writes.get(ino).is_some_and(|ws| ws.edits_applied()) {
+                    self.wake(Wait::Edits(ino), now);
+                    self.reconsider_upload(ino, now);
+                }
+            }
+            (StageKind::Read { req }, Ok(Completion::Bytes(pieces))) => {
+                let data = join(pieces);
+                let eof = self.file_size(ino) <= data.len() as u64;
+                self.reply_data(req, data, eof)
+            }
+            (StageKind::Read { req }, Ok(_)) => {
+                self.fail(req, FsError::new(Errno::Io, "internal", "unexpected staging completion"))
+            }
+            (StageKind::Read { req }, Err(e)) => {
+                self.log(LogLevel::Warn, format!("{e}"));
+                self.fail(req, e);
+            }
+            (StageKind::Remove, Ok(_)) => {}
+            (StageKind::Remove, Err(e)) => self.log(LogLevel::Warn, format!("{e}")),
+        }
+        self.maybe_drop_write_state(ino, now);
+    }
+}
+
+/// Bytes `start..end` of consecutive `chunks` (no copy when one chunk covers them).
+pub(crate) fn slice_chunks(chunks: &[Bytes], start: u64, end: u64) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut pos = 0u64;
+    for c in chunks {
+        let (a, b) = (pos, pos + c.len() as u64);
+        pos = b;
+        if b <= start || a >= end {
+            continue;
+        }
+        let piece = c.slice((start.max(a) - a) as usize..(end.min(b) - a) as usize);
+        if out.is_empty() && piece.len() as u64 == end - start {
+            return piece;
+        }
+        out.extend_from_slice(&piece);
+    }
+    out.freeze()
+}
+
+fn join(pieces: Vec<Bytes>) -> Bytes {
+    if pieces.len() == 1 {
+        return pieces.into_iter().next().expect("one piece");
+    }
+    let mut out = BytesMut::new();
+    for p in pieces {
+        out.extend_from_slice(&p);
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slicing_chunks() {
+        let chunks = [Bytes::from_static(b"abc"), Bytes::from_static(b"defg")];
+        assert_eq!(slice_chunks(&chunks, 0, 7), Bytes::from_static(b"abcdefg"));
+        assert_eq!(slice_chunks(&chunks, 1, 2), Bytes::from_static(b"b"));
+        assert_eq!(slice_chunks(&chunks, 2, 5), Bytes::from_static(b"cde"));
+        assert_eq!(slice_chunks(&chunks, 3, 7), Bytes::from_static(b"defg"));
+        assert_eq!(slice_chunks(&chunks, 0, 0), Bytes::new());
+    }
+}

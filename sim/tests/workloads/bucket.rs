@@ -1,0 +1,637 @@
+//! Deterministic simulation of a writable bucket mount, in three flavours: streaming and
+//! advanced writes as FUSE sends them (handles, closes), and NFS-style (no handles, creates
+//! without open, stable writes, COMMIT, permission checks in core). A simulated kernel
+//! creates, writes, edits, truncates, renames files and directories, links, unlinks, makes
+//! directories and symlinks, changes modes and times, lists, reads and fsyncs, while a
+//! simulated Hub, CAS and disk complete effects in random order with transient faults, final
+//! stream failures and clock jumps, and a remote client changes the bucket (also under files
+//! being written: local changes must win). Checked against a reference model: every read
+//! returns the newest content, every fsync'd file is in the bucket when fsync returns, and
+//! after the unmount drain the bucket equals the model. Replay one seed with
+//! `SIM_SEED=<n> cargo test --release -p hfm-sim --test bucket`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hfm_core::config::{AccessPolicy, Source, WriteMode, WritePolicy};
+use hfm_core::{
+    Caller, CreateHow, DirBudget, DrainOutcome, FileKind, MountConfig, Reply, Request, SetAttr, Stability, TimeSet,
+    ROOT_INO,
+};
+use hfm_sim::{content_hash, Sim, World};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    Streaming,
+    Advanced,
+    Nfs,
+}
+
+const OWNER: u32 = 1000;
+
+struct Run {
+    sim: Sim,
+    flavour: Flavour,
+    files: BTreeMap<String, Vec<u8>>,
+    /// Directories that exist in the mount (besides those files imply).
+    dirs: BTreeSet<String>,
+    /// Files a remote client wrote under `remote/` (the mount never changes them).
+    remote: BTreeMap<String, Vec<u8>>,
+    caller: Caller,
+    ctx: String,
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+fn ok(ctx: &str, what: &str, reply: &Reply) {
+    assert!(!matches!(reply, Reply::Error(_)), "{ctx}: {what} failed: {reply:?}");
+}
+
+fn ino_of(ctx: &str, reply: &Reply) -> u64 {
+    match reply {
+        Reply::Entry { attr, .. } | Reply::Created { attr, .. } => attr.ino,
+        other => panic!("{ctx}: expected an entry, got {other:?}"),
+    }
+}
+
+impl Run {
+    fn lookup(&mut self, path: &str) -> Option<u64> {
+        let mut ino = ROOT_INO;
+        if path.is_empty() {
+            return Some(ino);
+        }
+        for name in path.split('/') {
+            match self.sim.call_as(self.caller.clone(), Request::Lookup { parent: ino, name: name.into() }) {
+                Reply::Entry { attr, .. } => ino = attr.ino,
+                Reply::Error(e) if e.errno == hfm_core::Errno::NoEnt => return None,
+                other => panic!("{}: lookup {path}: {other:?}", self.ctx),
+            }
+        }
+        Some(ino)
+    }
+
+    fn must(&mut self, path: &str) -> u64 {
+        self.lookup(path).unwrap_or_else(|| panic!("{}: {path} is missing", self.ctx))
+    }
+
+    fn call(&mut self, req: Request) -> Reply {
+        self.sim.call_as(self.caller.clone(), req)
+    }
+
+    fn random_bytes(&mut self, max: u64) -> Vec<u8> {
+        let n = self.sim.rng.below(max) + 1;
+        (0..n).map(|_| self.sim.rng.next_u64() as u8).collect()
+    }
+
+    fn pick_file(&mut self) -> Option<String> {
+        let names: Vec<&String> = self.files.keys().collect();
+        (!names.is_empty()).then(|| names[self.sim.rng.below(names.len() as u64) as usize].clone())
+    }
+
+    fn pick_dir(&mut self) -> String {
+        let mut all: Vec<String> = vec![String::new()];
+        all.extend(self.dirs.iter().cloned());
+        all[self.sim.rng.below(all.len() as u64) as usize].clone()
+    }
+
+    fn join(dir: &str, name: &str) -> String {
+        if dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{dir}/{name}")
+        }
+    }
+
+    fn write_at(&mut self, ino: u64, fh: Option<u64>, offset: u64, data: Vec<u8>) {
+        let stable = match self.flavour {
+            Flavour::Nfs if self.sim.rng.below(10) == 0 => Stability::FileSync,
+            _ => Stability::Unstable,
+        };
+        self.write_with(ino, fh, offset, data, stable);
+    }
+
+    fn write_with(&mut self, ino: u64, fh: Option<u64>, offset: u64, data: Vec<u8>, stable: Stability) {
+        let r = self.call(Request::Write { ino, fh, offset, data: Bytes::from(data), stable });
+        let ctx = self.ctx.clone();
+        ok(&ctx, "write", &r);
+        if let Reply::Written { committed, .. } = r {
+            assert_eq!(committed, stable, "{ctx}: write stability");
+        }
+    }
+
+    /// Create `path` and write it sequentially (close included, as the flavour does it).
+    fn create(&mut self, path: &str) {
+        let (dir, name) = split(path);
+        let parent = self.must(dir);
+        let mut data = Vec::new();
+        let chunks = self.sim.rng.below(4);
+        match self.flavour {
+            Flavour::Nfs => {
+                let how = if self.sim.rng.below(2) == 0 {
+                    CreateHow::Guarded
+                } else {
+                    CreateHow::Exclusive { verifier: self.sim.rng.next_u64() }
+                };
+                let r = self.call(Request::Create { parent, name: name.into(), mode: 0o644, how, open: false });
+                let ino = ino_of(&self.ctx, &r);
+                if let CreateHow::Exclusive { .. } = how {
+                    // A retransmitted exclusive create finds its own file.
+                    let again = self.call(Request::Create { parent, name: name.into(), mode: 0o644, how, open: false });
+                    assert_eq!(ino_of(&self.ctx, &again), ino, "{}: exclusive create retransmitted", self.ctx);
+                }
+                // NFS clients write out of order: the chunks go out shuffled.
+                let mut pieces = Vec::new();
+                for _ in 0..chunks {
+                    let chunk = self.random_bytes(3000);
+                    pieces.push((data.len() as u64, chunk.clone()));
+                    data.extend(chunk);
+                }
+                while !pieces.is_empty() {
+                    let (offset, chunk) = pieces.swap_remove(self.sim.rng.below(pieces.len() as u64) as usize);
+                    self.write_at(ino, None, offset, chunk);
+                }
+            }
+            _ => {
+                let r = self.call(Request::Create {
+                    parent,
+                    name: name.into(),
+                    mode: 0o644,
+                    how: CreateHow::Guarded,
+                    open: true,
+                });
+                let Reply::Created { attr, fh: Some(fh), .. } = r else { panic!("{}: create: {r:?}", self.ctx) };
+                for _ in 0..chunks {
+                    let chunk = self.random_bytes(3000);
+                    self.write_at(attr.ino, Some(fh), data.len() as u64, chunk.clone());
+                    data.extend(chunk);
+                }
+                let r = self.call(Request::Flush { ino: attr.ino, fh });
+                ok(&self.ctx.clone(), "close", &r);
+                self.call(Request::Release { fh });
+            }
+        }
+        self.files.insert(path.to_string(), data);
+    }
+
+    /// Edit an existing file: in place (advanced, NFS) or rewritten from scratch (streaming).
+    fn edit(&mut self, path: &str) {
+        let ino = self.must(path);
+        let (fh, truncate) = match self.flavour {
+            Flavour::Nfs => (None, false),
+            f => {
+                let truncate = f == Flavour::Streaming;
+                let r = self.call(Request::Open { ino, write: true, truncate });
+                let Reply::Open { fh, .. } = r else { panic!("{}: open {path}: {r:?}", self.ctx) };
+                (Some(fh), truncate)
+            }
+        };
+        let mut data = self.files.get(path).cloned().unwrap_or_default();
+        if truncate {
+            data.clear();
+        }
+        for _ in 0..self.sim.rng.below(3) + 1 {
+            let offset = match self.flavour {
+                Flavour::Streaming => data.len(),
+                _ => self.sim.rng.below(data.len() as u64 + 500) as usize,
+            };
+            let chunk = self.random_bytes(2000);
+            self.write_at(ino, fh, offset as u64, chunk.clone());
+            if data.len() < offset + chunk.len() {
+                data.resize(offset + chunk.len(), 0);
+            }
+            data[offset..offset + chunk.len()].copy_from_slice(&chunk);
+        }
+        let shrink = self.flavour == Flavour::Streaming;
+        if self.sim.rng.below(100) < 30 {
+            let size = if shrink {
+                self.sim.rng.below(data.len() as u64 + 1)
+            } else {
+                self.sim.rng.below(data.len() as u64 + 100)
+            };
+            let set = SetAttr { size: Some(size), ..Default::default() };
+            let r = self.call(Request::SetAttr { ino, set, guard_ctime: None });
+            ok(&self.ctx.clone(), "truncate", &r);
+            data.resize(size as usize, 0);
+        }
+        if let Some(fh) = fh {
+            let r = self.call(Request::Flush { ino, fh });
+            ok(&self.ctx.clone(), "close", &r);
+            self.call(Request::Release { fh });
+        }
+        self.files.insert(path.to_string(), data);
+    }
+
+    fn read_back(&mut self, path: &str) {
+        let ino = self.must(path);
+        let want = self.files.get(path).or(self.remote.get(path)).cloned().unwrap_or_default();
+        match self.call(Request::GetAttr { ino }) {
+            Reply::Attr { attr, .. } => assert_eq!(attr.size, want.len() as u64, "{}: size of {path}", self.ctx),
+            other => panic!("{}: getattr {path}: {other:?}", self.ctx),
+        }
+        let r = self.call(Request::Read { ino, fh: None, offset: 0, size: 1 << 20 });
+        let Reply::Data { data, eof } = r else { panic!("{}: read {path}: {r:?}", self.ctx) };
+        if std::env::var("SIM_DEBUG").is_ok() && data[..] != want[..] {
+            eprintln!(
+                "{}: {path} got {:?} want {:?} ino {ino}",
+                self.ctx,
+                String::from_utf8_lossy(&data),
+                String::from_utf8_lossy(&want)
+            );
+        }
+        assert!(data[..] == want[..], "{}: {path} read back different bytes", self.ctx);
+        assert!(eof, "{}: a whole read of {path} ends at eof", self.ctx);
+    }
+
+    /// fsync (or NFS COMMIT): once it answers, the bucket holds the file as the model has it.
+    fn sync(&mut self, path: &str) {
+        let ino = self.must(path);
+        let req = match self.flavour {
+            Flavour::Nfs => Request::Commit { ino, range: 0..0 },
+            _ => Request::Fsync { ino },
+        };
+        let r = self.call(req);
+        ok(&self.ctx.clone(), "fsync", &r);
+        let world = self.sim.world();
+        let (hash, _) = world
+            .bucket
+            .as_ref()
+            .and_then(|b| b.files.get(path))
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: fsync'd {path} not in the bucket", self.ctx));
+        let want = &self.files[path];
+        if std::env::var("SIM_DEBUG").is_ok() && hash != content_hash(want) {
+            let got = world.content(&hash).map(|c| c.to_vec()).unwrap_or_default();
+            let diff = got.iter().zip(want.iter()).position(|(a, b)| a != b);
+            eprintln!(
+                "{}: bucket {} bytes, model {} bytes, first difference at {diff:?}; bucket starts {:?}",
+                self.ctx,
+                got.len(),
+                want.len(),
+                &got[..got.len().min(20)]
+            );
+        }
+        assert_eq!(hash, content_hash(want), "{}: fsync'd {path} has other content in the bucket", self.ctx);
+    }
+
+    fn rename(&mut self, from: &str, to: &str) {
+        let ((d1, n1), (d2, n2)) = (split(from), split(to));
+        let (p1, p2) = (self.must(d1), self.must(d2));
+        let r = self.call(Request::Rename {
+            parent: p1,
+            name: n1.into(),
+            new_parent: p2,
+            new_name: n2.into(),
+            no_replace: false,
+        });
+        ok(&self.ctx.clone(), "rename", &r);
+        let moved: Vec<(String, Vec<u8>)> = self
+            .files
+            .iter()
+            .filter(|(p, _)| *p == from || p.starts_with(&format!("{from}/")))
+            .map(|(p, d)| (p.clone(), d.clone()))
+            .collect();
+        for (p, d) in moved {
+            self.files.remove(&p);
+            self.files.insert(format!("{to}{}", &p[from.len()..]), d);
+        }
+        let dirs: Vec<String> =
+            self.dirs.iter().filter(|d| *d == from || d.starts_with(&format!("{from}/"))).cloned().collect();
+        for d in dirs {
+            self.dirs.remove(&d);
+            self.dirs.insert(format!("{to}{}", &d[from.len()..]));
+        }
+    }
+
+    /// A remote client changes `remote/…` while the mount runs; within the poll interval plus
+    /// the listing TTL (plus the latency of the calls involved) the mount shows it.
+    fn remote_change(&mut self, step: usize) {
+        let path = format!("remote/r{}", self.sim.rng.below(4));
+        if self.remote.contains_key(&path) && self.sim.rng.below(3) == 0 {
+            self.sim.world().remote_delete(&path);
+            self.remote.remove(&path);
+        } else {
+            let data = format!("remote {step}").into_bytes();
+            self.sim.world().remote_put(&path, &data);
+            self.remote.insert(path.clone(), data);
+        }
+        let want = self.remote.get(&path).cloned();
+        for _ in 0..60 {
+            let until = self.sim.now.saturating_add(Duration::from_secs(1));
+            while self.sim.now < until {
+                if !self.sim.tick() {
+                    self.sim.jump_to_timer();
+                }
+            }
+            let seen = match self.lookup(&path) {
+                None => None,
+                Some(ino) => match self.call(Request::Read { ino, fh: None, offset: 0, size: 1 << 20 }) {
+                    Reply::Data { data, .. } => Some(data.to_vec()),
+                    other => panic!("{}: read {path}: {other:?}", self.ctx),
+                },
+            };
+            if seen == want {
+                return;
+            }
+        }
+        panic!("{}: the mount never showed the remote change of {path}", self.ctx);
+    }
+
+    /// A remote client writes a file the mount is writing: the local change wins.
+    fn conflict(&mut self, path: &str) {
+        let ino = self.must(path);
+        let fh = match self.flavour {
+            Flavour::Nfs => None,
+            f => match self.call(Request::Open { ino, write: true, truncate: f == Flavour::Streaming }) {
+                Reply::Open { fh, .. } => Some(fh),
+                other => panic!("{}: open {path}: {other:?}", self.ctx),
+            },
+        };
+        let data = self.random_bytes(1000);
+        // Unstable: the local change is not committed before the remote one lands.
+        self.write_with(ino, fh, 0, data.clone(), Stability::Unstable);
+        let mut local = if self.flavour == Flavour::Streaming { Vec::new() } else { self.files[path].clone() };
+        if local.len() < data.len() {
+            local.resize(data.len(), 0);
+        }
+        local[..data.len()].copy_from_slice(&data);
+        self.sim.world().remote_put(path, b"the remote version");
+        for _ in 0..20 {
+            self.sim.tick();
+        }
+        if let Some(fh) = fh {
+            ok(&self.ctx.clone(), "close", &self.call(Request::Flush { ino, fh }));
+            self.call(Request::Release { fh });
+        }
+        self.files.insert(path.to_string(), local);
+        self.sync(path);
+        self.read_back(path);
+    }
+
+    fn readdir_matches(&mut self, dir: &str) {
+        let ino = self.must(dir);
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let mut want = BTreeSet::new();
+        for p in self.files.keys().chain(self.remote.keys()).chain(self.dirs.iter()) {
+            if let Some(rest) = p.strip_prefix(&prefix) {
+                if !rest.is_empty() {
+                    want.insert(rest.split('/').next().unwrap_or_default().to_string());
+                }
+            }
+        }
+        let mut got = BTreeSet::new();
+        let mut offset = 0;
+        loop {
+            let budget = DirBudget { bytes: 4096, entry_fixed: 152, name_align: 8 };
+            let r = self.call(Request::ReadDir { ino, offset, plus: true, budget });
+            let Reply::Dir { entries, eof, .. } = r else { panic!("{}: readdir {dir}: {r:?}", self.ctx) };
+            for e in &entries {
+                if e.name != "." && e.name != ".." {
+                    assert!(got.insert(e.name.clone()), "{}: {} listed twice in {dir:?}", self.ctx, e.name);
+                }
+                offset = e.next_offset;
+            }
+            if eof {
+                break;
+            }
+        }
+        // Symlinks and specials live in the mount only; the model has none in listed dirs.
+        got.retain(|n| !n.starts_with("sym") && !n.starts_with("fifo"));
+        assert_eq!(got, want, "{}: readdir {dir:?}", self.ctx);
+    }
+}
+
+/// One seed of the bucket workload in one flavour; returns the run's trace digest.
+pub fn run(seed: u64, flavour: Flavour) -> u64 {
+    let mut world = World::with_bucket("sim/b");
+    let mut files = BTreeMap::new();
+    for i in 0..4 {
+        let data: Vec<u8> = (0..(seed * 37 + i * 500) % 3000).map(|j| (j * 7 + i) as u8).collect();
+        let path = if i % 2 == 0 { format!("seed{i}") } else { format!("d/seed{i}") };
+        world.remote_put(&path, &data);
+        files.insert(path, data);
+    }
+    let mut cfg = MountConfig::new(World::urls(), Source::Bucket { id: "sim/b".into() });
+    cfg.uid = OWNER;
+    cfg.gid = OWNER;
+    // Short, so re-listings race with commits.
+    cfg.metadata_ttl = Duration::from_millis(1500);
+    cfg.poll_interval = Some(Duration::from_secs(3));
+    cfg.verifier = 42;
+    cfg.writes = WritePolicy {
+        mode: if flavour == Flavour::Streaming { WriteMode::Streaming } else { WriteMode::Advanced },
+        staging_dir: "/stage/".into(),
+        memory_limit: 4096,
+        stream_threshold: 1500,
+        ..WritePolicy::default()
+    };
+    if flavour == Flavour::Nfs {
+        cfg.access = AccessPolicy { check: true, owner_from_caller: false };
+    } else {
+        cfg.access = AccessPolicy { check: false, owner_from_caller: true };
+    }
+    let mut sim = Sim::start(seed, cfg, world);
+    sim.faults_on = true;
+    sim.jump_percent = 2;
+    sim.wait_mounted().unwrap_or_else(|e| panic!("seed {seed}: mount: {e}"));
+    let mut run = Run {
+        sim,
+        flavour,
+        files,
+        dirs: BTreeSet::from(["d".to_string()]),
+        remote: BTreeMap::new(),
+        caller: Caller::new(OWNER, OWNER),
+        ctx: String::new(),
+    };
+    for step in 0..300 {
+        run.ctx = format!("seed {seed} step {step} ({flavour:?})");
+        let op = run.sim.rng.below(16);
+        if std::env::var("SIM_DEBUG").is_ok() {
+            eprintln!(
+                "{} op {op} files {:?}",
+                run.ctx,
+                run.files.iter().map(|(p, d)| (p.clone(), d.len())).collect::<Vec<_>>()
+            );
+        }
+        match op {
+            0 | 1 => {
+                let dir = run.pick_dir();
+                run.create(&Run::join(&dir, &format!("f{step}")));
+            }
+            2 => {
+                if let Some(path) = run.pick_file() {
+                    run.edit(&path);
+                }
+            }
+            3 => {
+                let Some(from) = run.pick_file() else { continue };
+                let to = if run.sim.rng.below(100) < 30 {
+                    run.pick_file().unwrap_or_default()
+                } else {
+                    Run::join(&run.pick_dir(), &format!("r{step}"))
+                };
+                if from != to {
+                    run.rename(&from, &to);
+                }
+            }
+            4 => {
+                let Some(path) = run.pick_file() else { continue };
+                let (dir, name) = split(&path);
+                let parent = run.must(dir);
+                ok(&run.ctx.clone(), "unlink", &run.call(Request::Unlink { parent, name: name.into() }));
+                run.files.remove(&path);
+            }
+            5 => {
+                let Some(path) = run.pick_file() else { continue };
+                let ino = run.must(&path);
+                let to = format!("l{step}");
+                let r = run.call(Request::Link { ino, new_parent: ROOT_INO, new_name: to.clone() });
+                ino_of(&run.ctx, &r);
+                let data = run.files[&path].clone();
+                run.files.insert(to, data);
+            }
+            6 => {
+                if let Some(path) = run.pick_file() {
+                    run.read_back(&path);
+                }
+            }
+            7 => {
+                if let Some(path) = run.pick_file() {
+                    run.sync(&path);
+                }
+            }
+            // A directory with files in it, then renamed (a directory move in the bucket).
+            8 => {
+                let dir = Run::join(&run.pick_dir(), &format!("m{step}"));
+                let (parent_path, name) = split(&dir);
+                let parent = run.must(parent_path);
+                let r = run.call(Request::Mkdir { parent, name: name.into(), mode: 0o755 });
+                ino_of(&run.ctx, &r);
+                run.dirs.insert(dir.clone());
+                for i in 0..run.sim.rng.below(3) {
+                    run.create(&format!("{dir}/x{i}"));
+                }
+                if run.sim.rng.below(2) == 0 {
+                    run.rename(&dir, &format!("moved{step}"));
+                }
+            }
+            9 => {
+                // rmdir of an empty directory, ENOTEMPTY otherwise.
+                let dir = run.pick_dir();
+                if dir.is_empty() || dir == "d" {
+                    continue;
+                }
+                let (parent_path, name) = split(&dir);
+                let parent = run.must(parent_path);
+                let empty = !run.files.keys().chain(run.dirs.iter()).any(|p| p.starts_with(&format!("{dir}/")));
+                let r = run.call(Request::Rmdir { parent, name: name.into() });
+                if empty {
+                    ok(&run.ctx.clone(), "rmdir", &r);
+                    run.dirs.remove(&dir);
+                } else {
+                    assert!(
+                        matches!(r, Reply::Error(ref e) if e.errno == hfm_core::Errno::NotEmpty),
+                        "{}: rmdir of non-empty {dir}: {r:?}",
+                        run.ctx
+                    );
+                }
+            }
+            10 => run.remote_change(step),
+            11 => {
+                if let Some(path) = run.pick_file() {
+                    run.conflict(&path);
+                }
+            }
+            // Modes and times: kept in the mount, an explicit mtime also in the bucket.
+            12 => {
+                let Some(path) = run.pick_file() else { continue };
+                let ino = run.must(&path);
+                let mtime =
+                    if run.sim.rng.below(2) == 0 { TimeSet::Now } else { TimeSet::At(1_600_000_000_000_000_000) };
+                let set = SetAttr { mode: Some(0o640), mtime: Some(mtime), ..Default::default() };
+                let r = run.call(Request::SetAttr { ino, set, guard_ctime: None });
+                let Reply::Attr { attr, before: Some(_), .. } = r else { panic!("{}: setattr: {r:?}", run.ctx) };
+                assert_eq!(attr.perm, 0o640, "{}: chmod of {path}", run.ctx);
+                if mtime == TimeSet::At(1_600_000_000_000_000_000) {
+                    assert_eq!(attr.mtime_ns, 1_600_000_000_000_000_000, "{}: utimes of {path}", run.ctx);
+                }
+                // A stale guard is refused.
+                let set = SetAttr { mode: Some(0o600), ..Default::default() };
+                let r = run.call(Request::SetAttr { ino, set, guard_ctime: Some(attr.ctime_ns - 1) });
+                assert!(
+                    matches!(r, Reply::Error(ref e) if e.errno == hfm_core::Errno::NotSync),
+                    "{}: guard: {r:?}",
+                    run.ctx
+                );
+            }
+            13 => {
+                let dir = run.pick_dir();
+                run.readdir_matches(&dir);
+            }
+            // Permissions as another user (NFS: core checks them).
+            14 if flavour == Flavour::Nfs => {
+                let Some(path) = run.pick_file() else { continue };
+                let ino = run.must(&path);
+                let stranger = Caller::new(2000, 2000);
+                let r = run.sim.call_as(
+                    stranger.clone(),
+                    Request::Write {
+                        ino,
+                        fh: None,
+                        offset: 0,
+                        data: Bytes::from_static(b"x"),
+                        stable: Stability::Unstable,
+                    },
+                );
+                assert!(
+                    matches!(r, Reply::Error(ref e) if e.errno == hfm_core::Errno::Acces),
+                    "{}: a stranger wrote {path}: {r:?}",
+                    run.ctx
+                );
+                let r = run.sim.call_as(stranger, Request::Access { ino, mask: 7 });
+                let Reply::Access { allowed } = r else { panic!("{}: access: {r:?}", run.ctx) };
+                assert_eq!(allowed & 2, 0, "{}: a stranger may write {path}", run.ctx);
+            }
+            _ => {
+                // Mount-only nodes and small requests.
+                let ctx = run.ctx.clone();
+                let r =
+                    run.call(Request::Symlink { parent: ROOT_INO, name: format!("sym{step}"), target: "seed0".into() });
+                let link = ino_of(&ctx, &r);
+                let r = run.call(Request::ReadLink { ino: link });
+                assert!(matches!(r, Reply::Data { ref data, .. } if &data[..] == b"seed0"), "{ctx}: readlink: {r:?}");
+                let r = run.call(Request::Mknod {
+                    parent: ROOT_INO,
+                    name: format!("fifo{step}"),
+                    kind: FileKind::Fifo,
+                    mode: 0o644,
+                    rdev: 0,
+                });
+                let fifo = ino_of(&ctx, &r);
+                assert!(matches!(run.call(Request::Resolve { ino: fifo }), Reply::Entry { .. }), "{ctx}: resolve");
+                assert!(matches!(run.call(Request::StatFs), Reply::StatFs(_)), "{ctx}: statfs");
+                ok(&ctx, "forget", &run.call(Request::Forget { ino: fifo, nlookup: 1 }));
+            }
+        }
+    }
+    // Unmount: drain everything, without faults, then the bucket is the model.
+    run.sim.faults_on = false;
+    run.sim.jump_percent = 0;
+    let outcome = run.sim.drain(Duration::from_secs(3600));
+    assert_eq!(outcome, DrainOutcome::Drained, "seed {seed} ({flavour:?}): drain");
+    assert!(!run.sim.filesystem().has_unsaved(), "seed {seed}: unsaved changes after the drain");
+    let got = run.sim.world().bucket_contents();
+    let mut want = run.files.clone();
+    want.extend(run.remote.clone());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "seed {seed} ({flavour:?}): bucket paths"
+    );
+    for (p, data) in &want {
+        assert!(got[p] == *data, "seed {seed} ({flavour:?}): {p} differs in the bucket");
+    }
+    run.sim.trace().digest()
+}

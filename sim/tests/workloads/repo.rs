@@ -1,0 +1,222 @@
+//! Deterministic simulation of a repo mount: the simulated Hub and CAS complete effects in
+//! random order with random delays and injected transient failures (mount-time resolution
+//! included), while a simulated kernel sends concurrent lookups, getattrs, readdirs (random
+//! byte budgets, plain and plus), reads, resolves and statfs. Every reply is checked against a
+//! reference model of the repo. Replay one seed: `SIM_SEED=<n> cargo test --release -p hfm-sim
+//! --test repo`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use hfm_core::config::{ReadPolicy, Source};
+use hfm_core::hub::{RepoKind, RepoRef};
+use hfm_core::{Caller, DirBudget, FileKind, MountConfig, Reply, Request, ROOT_INO};
+use hfm_sim::{Sim, SimRepo, World};
+
+fn model(sim_rng: &mut hfm_core::rng::Rng) -> BTreeMap<String, Bytes> {
+    let mut files = BTreeMap::new();
+    for i in 0..40u64 {
+        let dir = ["", "a/", "a/b/", "c d/", "a/b/e#f/"][(i % 5) as usize];
+        let size = match i % 4 {
+            0 => 0,
+            1 => sim_rng.below(5000),
+            2 => 100_000 + sim_rng.below(1_500_000),
+            _ => sim_rng.below(200_000),
+        };
+        let content: Vec<u8> = (0..size).map(|j| (j * 31 + i * 7 + (j >> 9)) as u8).collect();
+        files.insert(format!("{dir}file-{i}.bin"), Bytes::from(content));
+    }
+    for i in 0..700 {
+        files.insert(format!("big/{i:05}"), Bytes::from(format!("{i}")));
+    }
+    files
+}
+
+/// Children of `dir` in the model: (name, is_dir), in the order the Hub lists them.
+fn children(files: &BTreeMap<String, Bytes>, dir: &str) -> Vec<(String, bool)> {
+    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for path in files.keys() {
+        let Some(rest) = path.strip_prefix(&prefix) else { continue };
+        match rest.split_once('/') {
+            Some((d, _)) => {
+                if !out.iter().any(|(n, _)| n == d) {
+                    out.push((d.to_string(), true));
+                }
+            }
+            None => out.push((rest.to_string(), false)),
+        }
+    }
+    out
+}
+
+fn dirs(files: &BTreeMap<String, Bytes>) -> Vec<String> {
+    let mut dirs = vec![String::new()];
+    for path in files.keys() {
+        let parts: Vec<&str> = path.split('/').collect();
+        for n in 1..parts.len() {
+            let d = parts[..n].join("/");
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    dirs
+}
+
+enum Expect {
+    Entry { path: String },
+    Attr { path: String },
+    Dir { dir: String, offset: u64 },
+    Data { path: String, offset: u64, size: u32 },
+    Ok,
+}
+
+/// One seed of the repo workload; returns the run's trace digest.
+pub fn run(seed: u64) -> u64 {
+    let mut rng = hfm_core::rng::Rng::new(seed ^ 0x5eed);
+    let files = model(&mut rng);
+    let repo = RepoRef { kind: RepoKind::Dataset, id: "sim/repo".into() };
+    let mut sim_repo = SimRepo::new(repo.clone(), files.clone());
+    sim_repo.alias = Some("sim/alias".into());
+    let world = World::with_repo(sim_repo);
+    let mut cfg = MountConfig::new(
+        World::urls(),
+        Source::Repo { repo: RepoRef { kind: RepoKind::Dataset, id: "sim/alias".into() }, revision: "main".into() },
+    );
+    cfg.policy =
+        ReadPolicy { cache_bytes: 1 << 20 | rng.below(8 << 20), tree_page_limit: 100, ..ReadPolicy::default() };
+    let mut sim = Sim::start(seed, cfg, world);
+    sim.faults_on = true;
+    let info = sim.wait_mounted().unwrap_or_else(|e| panic!("seed {seed}: mount failed: {e}"));
+    assert!(info.label.starts_with("sim/repo@"), "seed {seed}: the alias resolves to the canonical id: {}", info.label);
+
+    let mut inos: HashMap<String, u64> = HashMap::from([(String::new(), ROOT_INO)]);
+    let mut pending: HashMap<u64, Expect> = HashMap::new();
+    let paths: Vec<String> = files.keys().cloned().collect();
+    let all_dirs = dirs(&files);
+    let caller = Caller::new(1, 1);
+    for step in 0..2500 {
+        if sim.rng.below(100) < 40 || pending.is_empty() {
+            let path = &paths[sim.rng.below(paths.len() as u64) as usize];
+            let (parent_path, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(p, n)| (p, n));
+            let choice = sim.rng.below(6);
+            match (choice, inos.get(parent_path).copied(), inos.get(path.as_str()).copied()) {
+                (0, Some(parent), _) => {
+                    let t = sim.submit(caller.clone(), Request::Lookup { parent, name: name.to_string() });
+                    pending.insert(t, Expect::Entry { path: path.clone() });
+                }
+                (1 | 2, _, Some(ino)) => {
+                    let size = files[path].len() as u64;
+                    let offset = if sim.rng.below(2) == 0 { sim.rng.below(size + 10) } else { 0 };
+                    let len = [1u32, 4096, 131072, 1 << 20][sim.rng.below(4) as usize];
+                    let fh = (choice == 1).then_some(7);
+                    let t = sim.submit(caller.clone(), Request::Read { ino, fh, offset, size: len });
+                    pending.insert(t, Expect::Data { path: path.clone(), offset, size: len });
+                }
+                (3, _, Some(ino)) => {
+                    let req = if sim.rng.below(2) == 0 { Request::GetAttr { ino } } else { Request::Resolve { ino } };
+                    let t = sim.submit(caller.clone(), req);
+                    pending.insert(t, Expect::Attr { path: path.clone() });
+                }
+                (4, _, _) => {
+                    let t = sim.submit(caller.clone(), Request::StatFs);
+                    pending.insert(t, Expect::Ok);
+                }
+                _ => {
+                    let dir = &all_dirs[sim.rng.below(all_dirs.len() as u64) as usize];
+                    if let Some(&ino) = inos.get(dir.as_str()) {
+                        let offset = sim.rng.below(4);
+                        let plus = sim.rng.below(2) == 0;
+                        let budget =
+                            DirBudget { bytes: 300 + sim.rng.below(8000) as u32, entry_fixed: 24, name_align: 8 };
+                        let t = sim.submit(caller.clone(), Request::ReadDir { ino, offset, plus, budget });
+                        pending.insert(t, Expect::Dir { dir: dir.clone(), offset });
+                    } else {
+                        // Look the directory up through its parent first.
+                        let (pp, n) = dir.rsplit_once('/').map_or(("", dir.as_str()), |(p, n)| (p, n));
+                        if let Some(&parent) = inos.get(pp) {
+                            let t = sim.submit(caller.clone(), Request::Lookup { parent, name: n.to_string() });
+                            pending.insert(t, Expect::Entry { path: dir.clone() });
+                        }
+                    }
+                }
+            }
+        }
+        if sim.rng.below(100) < 70 {
+            sim.tick();
+        }
+        for (tag, reply) in sim.replies() {
+            let expect =
+                pending.remove(&tag).unwrap_or_else(|| panic!("seed {seed} step {step}: reply to unknown {tag}"));
+            check(seed, step, &files, &mut inos, expect, reply);
+        }
+    }
+    sim.faults_on = false;
+    for _ in 0..100_000 {
+        if pending.is_empty() {
+            break;
+        }
+        if !sim.tick() {
+            sim.jump_to_timer();
+        }
+        for (tag, reply) in sim.replies() {
+            let expect = pending.remove(&tag).expect("reply to a pending request");
+            check(seed, 0, &files, &mut inos, expect, reply);
+        }
+    }
+    assert!(pending.is_empty(), "seed {seed}: {} requests never answered", pending.len());
+    assert!(sim.filesystem().stats().bytes_read > 0, "seed {seed}: the simulation read nothing");
+    sim.trace().digest()
+}
+
+fn check(
+    seed: u64,
+    step: usize,
+    files: &BTreeMap<String, Bytes>,
+    inos: &mut HashMap<String, u64>,
+    expect: Expect,
+    reply: Reply,
+) {
+    let ctx = format!("seed {seed} step {step}");
+    match (expect, reply) {
+        (Expect::Entry { path } | Expect::Attr { path }, Reply::Entry { attr, .. } | Reply::Attr { attr, .. }) => {
+            let size = files.get(&path).map_or(0, |c| c.len() as u64);
+            assert_eq!(attr.size, size, "{ctx}: size of {path}");
+            assert_eq!(attr.perm, if files.contains_key(&path) { 0o444 } else { 0o555 }, "{ctx}: mode of {path}");
+            if let Some(&known) = inos.get(&path) {
+                assert_eq!(known, attr.ino, "{ctx}: inode of {path} changed");
+            }
+            inos.insert(path, attr.ino);
+        }
+        (Expect::Data { path, offset, size }, Reply::Data { data, eof }) => {
+            let c = &files[&path];
+            let start = (offset as usize).min(c.len());
+            let end = (offset as usize).saturating_add(size as usize).min(c.len());
+            assert!(data == c.slice(start..end), "{ctx}: read {path} @{offset}+{size} returned wrong bytes");
+            assert_eq!(eof, end == c.len(), "{ctx}: eof of {path} @{offset}+{size}");
+        }
+        (Expect::Dir { dir, offset }, Reply::Dir { entries, eof, .. }) => {
+            let mut want: Vec<(String, bool)> = vec![(".".into(), true), ("..".into(), true)];
+            want.extend(children(files, &dir));
+            let got: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+            let expected: Vec<String> =
+                want.iter().skip(offset as usize).take(got.len()).map(|(n, _)| n.clone()).collect();
+            assert_eq!(got, expected, "{ctx}: readdir {dir:?} from {offset}");
+            assert_eq!(eof, offset as usize + got.len() >= want.len(), "{ctx}: eof of readdir {dir:?}");
+            assert!(!got.is_empty() || eof, "{ctx}: an empty page that is not the end");
+            for (e, (_, is_dir)) in entries.iter().zip(want.iter().skip(offset as usize)) {
+                let kind = if *is_dir { FileKind::Directory } else { FileKind::RegularFile };
+                assert_eq!(e.kind, kind, "{ctx}: kind of {}", e.name);
+                assert_eq!(
+                    e.lookup,
+                    e.attr.is_some() && e.name != "." && e.name != "..",
+                    "{ctx}: lookup of {}",
+                    e.name
+                );
+            }
+        }
+        (Expect::Ok, Reply::StatFs(_)) => {}
+        (_, reply) => panic!("{ctx}: unexpected reply {reply:?}"),
+    }
+}
