@@ -22,15 +22,19 @@ use crate::world::{SimExecutor, World};
 /// Faults the world injects while `Sim::faults_on` is set.
 #[derive(Clone, Copy, Debug)]
 pub struct Faults {
-    /// Percent of Hub calls and uploads that fail transiently (each effect at most twice).
+    /// Percent of Hub calls and uploads that fail transiently (each effect at most twice, so
+    /// retries get them through).
     pub transient: u64,
+    /// Percent of uploads and commits that fail on every attempt (background work the mount
+    /// must keep and try again later).
+    pub doomed: u64,
     /// Percent of upload stream steps that fail for good.
     pub stream: u64,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { transient: 15, stream: 5 }
+        Faults { transient: 15, doomed: 3, stream: 5 }
     }
 }
 
@@ -63,6 +67,7 @@ pub struct Sim {
     /// Effects handed out and not completed, with the answer of those answered at send time.
     outstanding: Vec<(EffectId, Effect, Option<Completion>)>,
     failures: BTreeMap<EffectId, u32>,
+    doomed: std::collections::BTreeSet<EffectId>,
     shared: Arc<Mutex<Shared>>,
     next_tag: u64,
     pub faults: Faults,
@@ -94,6 +99,7 @@ impl Sim {
             now: Instant::ZERO,
             outstanding: Vec::new(),
             failures: BTreeMap::new(),
+            doomed: std::collections::BTreeSet::new(),
             shared: Arc::default(),
             next_tag: 0,
             faults: Faults::default(),
@@ -230,6 +236,13 @@ impl Sim {
                     | Effect::HubRange { .. }
                     | Effect::CasRange { .. }
             );
+            let background = matches!(effect, Effect::Upload { .. } | Effect::HubPost { .. });
+            let fresh = !self.failures.contains_key(&id);
+            if background && (self.doomed.contains(&id) || (fresh && self.rng.below(100) < self.faults.doomed)) {
+                self.doomed.insert(id);
+                self.failures.insert(id, u32::MAX);
+                return Completion::Failed(EffectFailure::from_status(503, "injected outage"));
+            }
             let fails = self.failures.entry(id).or_default();
             if remote && *fails < 2 && self.rng.below(100) < self.faults.transient {
                 *fails += 1;

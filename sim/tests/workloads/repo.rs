@@ -65,10 +65,29 @@ fn dirs(files: &BTreeMap<String, Bytes>) -> Vec<String> {
 }
 
 enum Expect {
-    Entry { path: String },
-    Attr { path: String },
-    Dir { dir: String, offset: u64 },
-    Data { path: String, offset: u64, size: u32 },
+    Entry {
+        path: String,
+    },
+    Attr {
+        path: String,
+    },
+    Dir {
+        dir: String,
+        offset: u64,
+    },
+    /// A whole directory read page by page, following each page's last cookie.
+    Walk {
+        dir: String,
+        ino: u64,
+        plus: bool,
+        budget: DirBudget,
+        names: Vec<String>,
+    },
+    Data {
+        path: String,
+        offset: u64,
+        size: u32,
+    },
     Ok,
 }
 
@@ -96,7 +115,7 @@ pub fn run(seed: u64) -> u64 {
     let paths: Vec<String> = files.keys().cloned().collect();
     let all_dirs = dirs(&files);
     let caller = Caller::new(1, 1);
-    for step in 0..2500 {
+    for step in 0..1800 {
         if sim.rng.below(100) < 40 || pending.is_empty() {
             let path = &paths[sim.rng.below(paths.len() as u64) as usize];
             let (parent_path, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(p, n)| (p, n));
@@ -126,12 +145,18 @@ pub fn run(seed: u64) -> u64 {
                 _ => {
                     let dir = &all_dirs[sim.rng.below(all_dirs.len() as u64) as usize];
                     if let Some(&ino) = inos.get(dir.as_str()) {
-                        let offset = sim.rng.below(4);
                         let plus = sim.rng.below(2) == 0;
                         let budget =
                             DirBudget { bytes: 300 + sim.rng.below(8000) as u32, entry_fixed: 24, name_align: 8 };
-                        let t = sim.submit(caller.clone(), Request::ReadDir { ino, offset, plus, budget });
-                        pending.insert(t, Expect::Dir { dir: dir.clone(), offset });
+                        if sim.rng.below(2) == 0 {
+                            let offset = sim.rng.below(4);
+                            let t = sim.submit(caller.clone(), Request::ReadDir { ino, offset, plus, budget });
+                            pending.insert(t, Expect::Dir { dir: dir.clone(), offset });
+                        } else {
+                            let t = sim.submit(caller.clone(), Request::ReadDir { ino, offset: 0, plus, budget });
+                            let names = Vec::new();
+                            pending.insert(t, Expect::Walk { dir: dir.clone(), ino, plus, budget, names });
+                        }
                     } else {
                         // Look the directory up through its parent first.
                         let (pp, n) = dir.rsplit_once('/').map_or(("", dir.as_str()), |(p, n)| (p, n));
@@ -149,7 +174,10 @@ pub fn run(seed: u64) -> u64 {
         for (tag, reply) in sim.replies() {
             let expect =
                 pending.remove(&tag).unwrap_or_else(|| panic!("seed {seed} step {step}: reply to unknown {tag}"));
-            check(seed, step, &files, &mut inos, expect, reply);
+            if let Some((req, next)) = check(seed, step, &files, &mut inos, expect, reply) {
+                let t = sim.submit(caller.clone(), req);
+                pending.insert(t, next);
+            }
         }
     }
     sim.faults_on = false;
@@ -162,7 +190,10 @@ pub fn run(seed: u64) -> u64 {
         }
         for (tag, reply) in sim.replies() {
             let expect = pending.remove(&tag).expect("reply to a pending request");
-            check(seed, 0, &files, &mut inos, expect, reply);
+            if let Some((req, next)) = check(seed, 0, &files, &mut inos, expect, reply) {
+                let t = sim.submit(caller.clone(), req);
+                pending.insert(t, next);
+            }
         }
     }
     assert!(pending.is_empty(), "seed {seed}: {} requests never answered", pending.len());
@@ -170,6 +201,7 @@ pub fn run(seed: u64) -> u64 {
     sim.trace().digest()
 }
 
+/// Check `reply` against the model; a directory walk not finished yet returns its next request.
 fn check(
     seed: u64,
     step: usize,
@@ -177,9 +209,22 @@ fn check(
     inos: &mut HashMap<String, u64>,
     expect: Expect,
     reply: Reply,
-) {
+) -> Option<(Request, Expect)> {
     let ctx = format!("seed {seed} step {step}");
     match (expect, reply) {
+        (Expect::Walk { dir, ino, plus, budget, mut names }, Reply::Dir { entries, eof, .. }) => {
+            names.extend(entries.iter().map(|e| e.name.clone()));
+            if !eof {
+                let last = entries.last().unwrap_or_else(|| panic!("{ctx}: an empty page of {dir:?} before its end"));
+                let req = Request::ReadDir { ino, offset: last.next_offset, plus, budget };
+                return Some((req, Expect::Walk { dir, ino, plus, budget, names }));
+            }
+            let mut want: Vec<String> = vec![".".into(), "..".into()];
+            want.extend(children(files, &dir).into_iter().map(|(n, _)| n));
+            if let Some(i) = (0..names.len().max(want.len())).find(|i| names.get(*i) != want.get(*i)) {
+                panic!("{ctx}: a walk of {dir:?} page by page: entry {i} is {:?}, not {:?}", names.get(i), want.get(i));
+            }
+        }
         (Expect::Entry { path } | Expect::Attr { path }, Reply::Entry { attr, .. } | Reply::Attr { attr, .. }) => {
             let size = files.get(&path).map_or(0, |c| c.len() as u64);
             assert_eq!(attr.size, size, "{ctx}: size of {path}");
@@ -219,4 +264,5 @@ fn check(
         (Expect::Ok, Reply::StatFs(_)) => {}
         (_, reply) => panic!("{ctx}: unexpected reply {reply:?}"),
     }
+    None
 }
