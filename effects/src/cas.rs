@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use hfm_core::hub::parse_xet_token;
 use hfm_core::{EffectFailure, FailureKind};
+use xet_client::cas_client::auth::AuthConfig;
 use xet_client::cas_client::auth::{AuthError, TokenInfo, TokenRefresher};
-use xet_data::processing::data_client::default_config;
+use xet_data::processing::configurations::{SessionContext, TranslatorConfig};
 use xet_data::processing::{get_cache, CacheConfig, FileDownloadSession, XetFileInfo};
 use xet_runtime::core::XetContext;
 
@@ -22,6 +23,9 @@ pub struct CacheSettings {
     /// Chunk cache directory; `None` disables the disk cache.
     pub dir: Option<PathBuf>,
     pub size_bytes: u64,
+    /// Where xet-core keeps its shard cache and upload staging (never outside the mount's
+    /// cache directory).
+    pub xet_dir: PathBuf,
 }
 
 pub struct CasReader {
@@ -63,6 +67,26 @@ pub(crate) fn fetch_token(hub: &HubClient, url: &str) -> Result<hfm_core::hub::X
     parse_xet_token(&resp.body).map_err(|e| EffectFailure::new(FailureKind::Permanent, Some(resp.status), e))
 }
 
+/// A CAS configuration for the xet token at `token_url`, with xet-core's files in `xet_dir`.
+pub(crate) fn translator_config(
+    ctx: &XetContext,
+    hub: &HubClient,
+    token_url: &str,
+    xet_dir: &std::path::Path,
+) -> Result<TranslatorConfig, EffectFailure> {
+    let token = fetch_token(hub, token_url)?;
+    let refresher = Arc::new(HubTokenRefresher::new(hub.clone(), token_url.to_string()));
+    let session = SessionContext {
+        endpoint: token.cas_url,
+        auth: AuthConfig::maybe_new(Some(token.access_token), Some(token.exp), Some(refresher)),
+        custom_headers: None,
+        repo_paths: vec![String::new()],
+        session_id: None,
+        cache_root: Some(xet_dir.to_path_buf()),
+    };
+    TranslatorConfig::new(ctx, session).map_err(|e| cas_failure("configuring CAS", e))
+}
+
 pub(crate) fn cas_failure(context: &str, e: impl std::fmt::Display) -> EffectFailure {
     EffectFailure::new(FailureKind::Transient, None, format!("{context}: {e}"))
 }
@@ -79,11 +103,7 @@ impl CasReader {
         if let Some(s) = guard.get(token_url) {
             return Ok(s.clone());
         }
-        let token = fetch_token(&self.hub, token_url)?;
-        let refresher = Arc::new(HubTokenRefresher { hub: self.hub.clone(), url: token_url.to_string() });
-        let config =
-            default_config(&self.ctx, token.cas_url, Some((token.access_token, token.exp)), Some(refresher), None)
-                .map_err(|e| cas_failure("configuring CAS", e))?;
+        let config = translator_config(&self.ctx, &self.hub, token_url, &self.cache.xet_dir)?;
         let chunk_cache = match &self.cache.dir {
             Some(dir) => Some(
                 get_cache(

@@ -10,16 +10,16 @@ use bytes::Bytes;
 
 use hfm_core::{Completion, EffectFailure, FailureKind, StreamOp, UploadSource};
 use xet_data::processing::configurations::TranslatorConfig;
-use xet_data::processing::data_client::default_config;
 use xet_data::processing::{FileUploadSession, Sha256Policy, SingleFileCleaner, XetFileInfo};
 use xet_runtime::core::XetContext;
 
-use crate::cas::{cas_failure, fetch_token, HubTokenRefresher};
+use crate::cas::{cas_failure, translator_config};
 use crate::http::HubClient;
 
 pub struct CasWriter {
     ctx: XetContext,
     hub: HubClient,
+    xet_dir: std::path::PathBuf,
     /// Configurations by the Hub URL of their token.
     configs: Mutex<BTreeMap<String, Arc<TranslatorConfig>>>,
     streams: Mutex<Streams>,
@@ -39,9 +39,11 @@ fn stream_failure(e: impl std::fmt::Display) -> EffectFailure {
 }
 
 impl CasWriter {
-    pub fn new(hub: HubClient) -> Result<Self, String> {
+    /// `xet_dir`: where xet-core keeps its shard cache and upload staging.
+    pub fn new(hub: HubClient, xet_dir: std::path::PathBuf) -> Result<Self, String> {
         let ctx = XetContext::default().map_err(|e| format!("starting the xet runtime: {e}"))?;
-        Ok(CasWriter { ctx, hub, configs: Mutex::new(BTreeMap::new()), streams: Mutex::new(Streams::default()) })
+        let (configs, streams) = (Mutex::new(BTreeMap::new()), Mutex::new(Streams::default()));
+        Ok(CasWriter { ctx, hub, xet_dir, configs, streams })
     }
 
     fn config(&self, token_url: &str) -> Result<Arc<TranslatorConfig>, EffectFailure> {
@@ -49,12 +51,7 @@ impl CasWriter {
         if let Some(c) = guard.get(token_url) {
             return Ok(c.clone());
         }
-        let token = fetch_token(&self.hub, token_url)?;
-        let refresher = Arc::new(HubTokenRefresher::new(self.hub.clone(), token_url.to_string()));
-        let config =
-            default_config(&self.ctx, token.cas_url, Some((token.access_token, token.exp)), Some(refresher), None)
-                .map_err(|e| cas_failure("configuring CAS", e))?;
-        let config = Arc::new(config);
+        let config = Arc::new(translator_config(&self.ctx, &self.hub, token_url, &self.xet_dir)?);
         guard.insert(token_url.to_string(), config.clone());
         Ok(config)
     }

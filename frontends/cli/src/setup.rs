@@ -174,9 +174,14 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
 
     let started = std::time::Instant::now();
     let hub = HubClient::new(token, "fuse");
-    let cache = CacheSettings { dir: (!o.no_disk_cache).then(|| cache_dir.clone()), size_bytes: o.cache_size };
+    let xet_dir = cache_dir.join("xet");
+    let cache = CacheSettings {
+        dir: (!o.no_disk_cache).then(|| cache_dir.clone()),
+        size_bytes: o.cache_size,
+        xet_dir: xet_dir.clone(),
+    };
     let cas = CasReader::new(hub.clone(), cache).map_err(|e| anyhow!(e))?;
-    let writer = CasWriter::new(hub.clone()).map_err(|e| anyhow!(e))?;
+    let writer = CasWriter::new(hub.clone(), xet_dir).map_err(|e| anyhow!(e))?;
     let executor = Arc::new(Executor { hub, cas, writer });
     let (notifier, kernel_slot) = FuseNotifier::new();
     let clock = Clock::start();
