@@ -16,10 +16,11 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 # Binary sizes: the default build, and a threads-only build (same target dir; the default
 # binary is rebuilt after, so the rest of the run uses it).
+stripped() { strip -o "$work/stripped" "$1" && stat -c %s "$work/stripped"; }
 (cd "$here/.." && cargo build -q --release -p hf-mount --no-default-features --features threads --target-dir "$target")
-threads_only=$(stat -c %s "$bin/hf-mount-fuse")
+threads_only=$(stat -c %s "$bin/hf-mount-fuse"); threads_only_stripped=$(stripped "$bin/hf-mount-fuse")
 (cd "$here/.." && cargo build -q --release -p hf-mount --target-dir "$target")
-default_size=$(stat -c %s "$bin/hf-mount-fuse")
+default_size=$(stat -c %s "$bin/hf-mount-fuse"); default_stripped=$(stripped "$bin/hf-mount-fuse")
 
 start_hubsim --user bench:bench-token
 curl -sf -X POST "$ep/api/buckets/bench/b" -H "authorization: Bearer bench-token" >/dev/null
@@ -99,4 +100,4 @@ with open('$work/w.bin', 'wb') as f:
   echo "  200 random 1 MiB preads:         $preads"
   echo "  sequential write until committed: $(median "${writes[@]}") MB/s  [${writes[*]}]  peak RSS $rss_write MiB, peak threads $threads_write"
 done
-echo "binary size: default build (smol + threads) $((default_size >> 20)) MiB, threads-only build $((threads_only >> 20)) MiB (release with debug line info)"
+echo "binary size: default build (smol + threads) $((default_size >> 20)) MiB ($((default_stripped >> 10)) KiB stripped), threads-only build $((threads_only >> 20)) MiB ($((threads_only_stripped >> 10)) KiB stripped)"
