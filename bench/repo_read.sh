@@ -100,18 +100,7 @@ fusermount3 -u "$work/mnt2"; wait "$mpid" 2>/dev/null || true
 # 200 random 1 MiB preads on a cold mount (fresh chunk cache); bytes fetched from the mount's stats.
 mount_at "$work/mnt3" "$work/cache3"
 drop_caches
-python3 - "$work/mnt3/big.bin" <<'PY'
-import os, random, statistics, sys, time
-fd = os.open(sys.argv[1], os.O_RDONLY)
-size = os.fstat(fd).st_size
-r = random.Random(11)
-lat = []
-for _ in range(200):
-    off = r.randrange(0, size - (1 << 20))
-    t = time.perf_counter(); os.pread(fd, 1 << 20, off); lat.append((time.perf_counter() - t) * 1000)
-lat.sort()
-print(f"200 random 1 MiB preads:     p50 {statistics.median(lat):.1f} ms, p99 {lat[197]:.1f} ms  (limits: 8 ms, 30 ms)")
-PY
+echo "200 random 1 MiB preads:     $(python3 "$here/random_preads.py" "$work/mnt3/big.bin")  (limits: 8 ms, 30 ms)"
 fusermount3 -u "$work/mnt3"; wait "$mpid" 2>/dev/null || true
 python3 - "$work/mount.log" <<'PY'
 import re, sys

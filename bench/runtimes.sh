@@ -66,19 +66,7 @@ for rt in smol threads; do
   done
   mount_at "$rt" "$work/mnt-$rt" repo bench/repo
   drop_caches
-  preads=$(python3 - "$work/mnt-$rt/big.bin" <<'PY'
-import os, random, statistics, sys, time
-fd = os.open(sys.argv[1], os.O_RDONLY)
-size = os.fstat(fd).st_size
-r = random.Random(11)
-lat = []
-for _ in range(200):
-    off = r.randrange(0, size - (1 << 20))
-    t = time.perf_counter(); os.pread(fd, 1 << 20, off); lat.append((time.perf_counter() - t) * 1000)
-lat.sort()
-print(f"p50 {statistics.median(lat):.1f} ms, p99 {lat[197]:.1f} ms")
-PY
-)
+  preads=$(python3 "$here/random_preads.py" "$work/mnt-$rt/big.bin")
   unmount_at "$work/mnt-$rt"
   for i in $(seq "$runs"); do
     python3 -c "
