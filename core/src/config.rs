@@ -50,6 +50,7 @@ pub struct MountConfig {
     pub metadata_ttl: Duration,
     pub policy: ReadPolicy,
     pub writes: WritePolicy,
+    pub timeouts: Timeouts,
     /// Wall-clock milliseconds since the epoch at the runtime's `Instant::ZERO` (for the
     /// mtimes the mount writes).
     pub wall_ms_at_zero: i64,
@@ -76,10 +77,38 @@ impl MountConfig {
             metadata_ttl: Duration::from_secs(10),
             policy: ReadPolicy::default(),
             writes: WritePolicy::default(),
+            timeouts: Timeouts::default(),
             wall_ms_at_zero: 0,
             poll_interval: None,
             seed: 0,
             verifier: 0,
+        }
+    }
+}
+
+/// How long one attempt of each kind of effect may take before core stops waiting for it and
+/// follows the retry policy, and how long a read may wait for its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A Hub API call, or a ranged GET of a git file.
+    pub hub_call: Duration,
+    /// A read whose bytes have not arrived within this fails with `EIO`
+    /// (`--read-fetch-timeout-ms`; `None` waits as long as it takes). Also bounds each CAS
+    /// fetch attempt.
+    pub read_fetch: Option<Duration>,
+    /// An upload, an upload stream step or the fill of a staging file: this, plus
+    /// `transfer_per_mib` for every MiB it moves.
+    pub transfer_base: Duration,
+    pub transfer_per_mib: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            hub_call: Duration::from_secs(30),
+            read_fetch: Some(Duration::from_secs(30)),
+            transfer_base: Duration::from_secs(60),
+            transfer_per_mib: Duration::from_secs(1),
         }
     }
 }

@@ -167,6 +167,14 @@ impl Listings {
         self.dirs.remove(&dir);
     }
 
+    /// Re-listing a loaded directory failed: keep serving what it had, as if listed `now`.
+    pub fn keep_stale(&mut self, dir: Ino, now: Instant) {
+        if let Some(d) = self.dirs.get_mut(&dir) {
+            d.fetching = None;
+            d.loaded_at = Some(now);
+        }
+    }
+
     /// The listing failed: forget the partial fetch (the next access retries).
     pub fn fail(&mut self, dir: Ino) {
         if let Some(d) = self.dirs.get_mut(&dir) {

@@ -92,9 +92,14 @@ pub(crate) fn cas_failure(context: &str, e: impl std::fmt::Display) -> EffectFai
 }
 
 impl CasReader {
-    pub fn new(hub: HubClient, cache: CacheSettings) -> Result<Self, String> {
-        let ctx = XetContext::default().map_err(|e| format!("starting the xet runtime: {e}"))?;
-        Ok(CasReader { ctx, hub, cache, sessions: Mutex::new(BTreeMap::new()) })
+    pub fn new(ctx: XetContext, hub: HubClient, cache: CacheSettings) -> Self {
+        CasReader { ctx, hub, cache, sessions: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// A call through `token_url`'s session failed: the next one builds a new session with a
+    /// fresh token, and so learns the CAS address again (it may have moved).
+    fn forget(&self, token_url: &str) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(token_url);
     }
 
     /// The session for xet token URL `token_url` (a repo at a commit, or a bucket).
@@ -157,11 +162,16 @@ impl CasReader {
             session.unregister_stream_abort_callback(id);
             result
         };
-        self.ctx
+        let result = self
+            .ctx
             .runtime
             .external_run_async_task(task)
             .map_err(|e| cas_failure("xet runtime", e))?
-            .map_err(|e| cas_failure(&format!("reading xet file {hash}"), e))
+            .map_err(|e| cas_failure(&format!("reading xet file {hash}"), e));
+        if result.is_err() {
+            self.forget(token_url);
+        }
+        result
     }
 
     /// Download the whole xet file `hash` into `path` (a staging file about to be edited).
@@ -176,12 +186,16 @@ impl CasReader {
         let info = XetFileInfo::new(hash.to_string(), file_size);
         let path = path.to_path_buf();
         let task = async move { session.download_file(&info, &path).await.map_err(|e| e.to_string()) };
-        self.ctx
+        let result = self
+            .ctx
             .runtime
             .external_run_async_task(task)
             .map_err(|e| cas_failure("xet runtime", e))?
-            .map_err(|e| cas_failure(&format!("downloading xet file {hash}"), e))?;
-        Ok(())
+            .map_err(|e| cas_failure(&format!("downloading xet file {hash}"), e));
+        if result.is_err() {
+            self.forget(token_url);
+        }
+        result.map(|_| ())
     }
 
     /// Bytes received from CAS so far (chunk-cache hits excluded): the network cost of reads.

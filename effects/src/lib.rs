@@ -15,12 +15,39 @@ pub use http::HubClient;
 pub use upload::CasWriter;
 
 use hfm_core::{Completion, Effect};
+use xet_runtime::config::XetConfig;
+use xet_runtime::core::XetContext;
 
 /// Executes effects for one mount.
 pub struct Executor {
     pub hub: HubClient,
     pub cas: CasReader,
     pub writer: CasWriter,
+}
+
+impl Executor {
+    /// The executor of one mount: one xet-core runtime shared by reads and uploads.
+    pub fn new(hub: HubClient, cache: CacheSettings) -> Result<Self, String> {
+        let ctx = xet_context()?;
+        let xet_dir = cache.xet_dir.clone();
+        Ok(Executor {
+            cas: CasReader::new(ctx.clone(), hub.clone(), cache),
+            writer: CasWriter::new(ctx, hub.clone(), xet_dir),
+            hub,
+        })
+    }
+}
+
+/// xet-core with its own retries off and short connection timeouts: core owns the retry
+/// policy and the deadlines, so one failed call must come back promptly, not after xet-core's
+/// minutes of retrying.
+fn xet_context() -> Result<XetContext, String> {
+    let config =
+        [("client.retry_max_attempts", "1"), ("client.connect_timeout", "10s"), ("client.read_timeout", "60s")]
+            .into_iter()
+            .try_fold(XetConfig::new(), |c, (key, value)| c.with_config(key, value))
+            .map_err(|e| format!("configuring xet-core: {e}"))?;
+    XetContext::with_config(config).map_err(|e| format!("starting the xet runtime: {e}"))
 }
 
 impl hfm_driver::Executor for Executor {

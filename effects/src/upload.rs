@@ -40,10 +40,15 @@ fn stream_failure(e: impl std::fmt::Display) -> EffectFailure {
 
 impl CasWriter {
     /// `xet_dir`: where xet-core keeps its shard cache and upload staging.
-    pub fn new(hub: HubClient, xet_dir: std::path::PathBuf) -> Result<Self, String> {
-        let ctx = XetContext::default().map_err(|e| format!("starting the xet runtime: {e}"))?;
+    pub fn new(ctx: XetContext, hub: HubClient, xet_dir: std::path::PathBuf) -> Self {
         let (configs, streams) = (Mutex::new(BTreeMap::new()), Mutex::new(Streams::default()));
-        Ok(CasWriter { ctx, hub, xet_dir, configs, streams })
+        CasWriter { ctx, hub, xet_dir, configs, streams }
+    }
+
+    /// An upload through `token_url` failed: the next one fetches a fresh token, and so learns
+    /// the CAS address again (it may have moved).
+    fn forget(&self, token_url: &str) {
+        self.configs.lock().unwrap_or_else(|e| e.into_inner()).remove(token_url);
     }
 
     fn config(&self, token_url: &str) -> Result<Arc<TranslatorConfig>, EffectFailure> {
@@ -99,6 +104,8 @@ impl CasWriter {
                     Ok(_) => Ok(Completion::Done),
                     Err(e) => {
                         streams.open.remove(stream);
+                        drop(streams);
+                        self.forget(token_url);
                         Err(e)
                     }
                 }
@@ -169,7 +176,8 @@ impl CasWriter {
             .runtime
             .external_run_async_task(task)
             .map_err(|e| cas_failure("xet runtime", e))?
-            .map_err(|e| cas_failure("uploading to CAS", e))?;
+            .map_err(|e| cas_failure("uploading to CAS", e))
+            .inspect_err(|_| self.forget(token_url))?;
         Ok(infos.iter().map(|i| (i.hash().to_string(), i.file_size().unwrap_or_default())).collect())
     }
 }

@@ -66,8 +66,10 @@ pub struct Sim {
     pub now: Instant,
     /// Effects handed out and not completed, with the answer of those answered at send time.
     outstanding: Vec<(EffectId, Effect, Option<Completion>)>,
-    failures: BTreeMap<EffectId, u32>,
-    doomed: std::collections::BTreeSet<EffectId>,
+    /// Transient failures injected so far, per effect (every attempt of an effect alike).
+    failures: BTreeMap<u64, u32>,
+    /// Effects failing every attempt: the attempts still to fail.
+    doomed: BTreeMap<u64, u32>,
     shared: Arc<Mutex<Shared>>,
     next_tag: u64,
     pub faults: Faults,
@@ -99,7 +101,7 @@ impl Sim {
             now: Instant::ZERO,
             outstanding: Vec::new(),
             failures: BTreeMap::new(),
-            doomed: std::collections::BTreeSet::new(),
+            doomed: BTreeMap::new(),
             shared: Arc::default(),
             next_tag: 0,
             faults: Faults::default(),
@@ -200,7 +202,7 @@ impl Sim {
         if !self.outstanding.is_empty() {
             let pick = self.rng.below(self.outstanding.len() as u64) as usize;
             let (id, effect, answer) = self.outstanding.swap_remove(pick);
-            let completion = self.complete(id, &effect, answer);
+            let completion = self.complete(&effect, answer);
             self.driver.handle(Input::Completion { id, completion }, self.now);
             acted = true;
         }
@@ -218,7 +220,7 @@ impl Sim {
         acted
     }
 
-    fn complete(&mut self, id: EffectId, effect: &Effect, answer: Option<Completion>) -> Completion {
+    fn complete(&mut self, effect: &Effect, answer: Option<Completion>) -> Completion {
         if self.faults_on {
             let stream_step = matches!(effect, Effect::Stream(StreamOp::Append { .. } | StreamOp::Finish { .. }));
             if stream_step && self.rng.below(100) < self.faults.stream {
@@ -236,14 +238,21 @@ impl Sim {
                     | Effect::HubRange { .. }
                     | Effect::CasRange { .. }
             );
+            let key = Trace::key_of(effect);
             let background = matches!(effect, Effect::Upload { .. } | Effect::HubPost { .. });
-            let fresh = !self.failures.contains_key(&id);
-            if background && (self.doomed.contains(&id) || (fresh && self.rng.below(100) < self.faults.doomed)) {
-                self.doomed.insert(id);
-                self.failures.insert(id, u32::MAX);
+            if background && !self.doomed.contains_key(&key) && self.rng.below(100) < self.faults.doomed {
+                self.doomed.insert(key, hfm_core::retry::MAX_ATTEMPTS);
+            }
+            if let Some(left) = self.doomed.get_mut(&key) {
+                // Every attempt of this effect fails; the same change sent again later gets a
+                // fresh chance.
+                *left -= 1;
+                if *left == 0 {
+                    self.doomed.remove(&key);
+                }
                 return Completion::Failed(EffectFailure::from_status(503, "injected outage"));
             }
-            let fails = self.failures.entry(id).or_default();
+            let fails = self.failures.entry(key).or_default();
             if remote && *fails < 2 && self.rng.below(100) < self.faults.transient {
                 *fails += 1;
                 let status = [500u16, 503, 429][self.rng.below(3) as usize];

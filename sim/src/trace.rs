@@ -40,6 +40,17 @@ impl Trace {
     pub fn effect(&mut self, id: EffectId, effect: &Effect) {
         self.effects += 1;
         self.text(&format!("effect {}", id.0));
+        self.effect_body(effect);
+    }
+
+    /// A digest of `effect` alone: equal for every attempt of the same effect.
+    pub fn key_of(effect: &Effect) -> u64 {
+        let mut t = Trace::default();
+        t.effect_body(effect);
+        t.hash
+    }
+
+    fn effect_body(&mut self, effect: &Effect) {
         match effect {
             Effect::Upload { sources, .. } => {
                 for s in sources {

@@ -1,9 +1,14 @@
 //! Effects in flight: why each was started (`Purpose`, which decides what its completion does),
-//! how many attempts it took, the queue of effects not yet handed out, and the timers of
-//! effects waiting to be retried.
+//! how many attempts it took, the queue of effects not yet handed out, the deadline of every
+//! attempt, and the effects waiting out their retry delay.
+//!
+//! Every attempt gets its own `EffectId`, so the late completion of an attempt core stopped
+//! waiting for (its deadline passed, a retry went out) is recognised and ignored. `origin`, the
+//! id of the first attempt, names the logical effect for bookkeeping that spans attempts.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
+use std::time::Duration;
 
 use crate::effect::{Effect, EffectId};
 use crate::inode::Ino;
@@ -64,58 +69,120 @@ pub(crate) struct Flight {
     pub purpose: Purpose,
     pub effect: Effect,
     pub attempts: u32,
+    /// The first attempt's id.
+    pub origin: EffectId,
+    /// How long one attempt may take (`None`: as long as it takes).
+    pub timeout: Option<Duration>,
+    /// When the attempt in flight is given up.
+    pub(super) deadline: Option<Instant>,
 }
 
 #[derive(Default)]
 pub(crate) struct Flights {
     next: u64,
     flying: BTreeMap<EffectId, Flight>,
-    /// Effects to hand out, in order.
+    /// Attempts to hand out, in order.
     queue: VecDeque<(EffectId, Effect)>,
-    /// Effects waiting for their retry time.
-    retries: BTreeSet<(Instant, EffectId)>,
+    /// When each attempt in flight is given up.
+    deadlines: BTreeSet<(Instant, EffectId)>,
+    /// Effects waiting for their retry time (by time, then an order number).
+    backoff: BTreeMap<(Instant, u64), Flight>,
+    /// Attempts refused before they were sent (the effect's endpoint is considered down).
+    refused: Vec<(EffectId, Flight)>,
 }
 
 impl Flights {
-    /// Start `effect` for `purpose`.
-    pub fn start(&mut self, purpose: Purpose, effect: Effect) -> EffectId {
+    fn next_id(&mut self) -> EffectId {
         self.next += 1;
-        let id = EffectId(self.next);
-        self.queue.push_back((id, effect.clone()));
-        self.flying.insert(id, Flight { purpose, effect, attempts: 1 });
+        EffectId(self.next)
+    }
+
+    /// Start `effect` for `purpose` at `now`; with `refuse`, the attempt fails at once (see
+    /// `take_refused`) instead of going out.
+    pub fn start(
+        &mut self,
+        purpose: Purpose,
+        effect: Effect,
+        timeout: Option<Duration>,
+        now: Instant,
+        refuse: bool,
+    ) -> EffectId {
+        let id = self.next_id();
+        let flight = Flight { purpose, effect, attempts: 1, origin: id, timeout, deadline: None };
+        self.send(id, flight, now, refuse);
         id
     }
 
-    /// The completed effect's flight (`None` for an unknown or stale id).
-    pub fn finish(&mut self, id: EffectId) -> Option<Flight> {
-        self.flying.remove(&id)
-    }
-
-    /// Try `flight` again at `at`.
-    pub fn retry_at(&mut self, id: EffectId, mut flight: Flight, at: Instant) {
-        flight.attempts += 1;
-        self.retries.insert((at, id));
+    fn send(&mut self, id: EffectId, mut flight: Flight, now: Instant, refuse: bool) {
+        if refuse {
+            self.refused.push((id, flight));
+            return;
+        }
+        flight.deadline = flight.timeout.map(|t| now.saturating_add(t));
+        if let Some(at) = flight.deadline {
+            self.deadlines.insert((at, id));
+        }
+        self.queue.push_back((id, flight.effect.clone()));
         self.flying.insert(id, flight);
     }
 
-    /// Re-send every effect whose retry time has come; returns how many.
-    pub fn fire_retries(&mut self, now: Instant) -> u64 {
+    /// The completed attempt's flight (`None` for an unknown, stale or abandoned attempt).
+    pub fn finish(&mut self, id: EffectId) -> Option<Flight> {
+        let flight = self.flying.remove(&id)?;
+        if let Some(at) = flight.deadline {
+            self.deadlines.remove(&(at, id));
+        }
+        Some(flight)
+    }
+
+    /// Try `flight` again at `at`.
+    pub fn retry_at(&mut self, mut flight: Flight, at: Instant) {
+        flight.attempts += 1;
+        self.next += 1;
+        self.backoff.insert((at, self.next), flight);
+    }
+
+    /// Send every effect whose retry time has come, each as a new attempt (refused where
+    /// `refuse` says its endpoint is down); returns how many.
+    pub fn fire_retries(&mut self, now: Instant, refuse: impl Fn(&Effect) -> bool) -> u64 {
         let mut fired = 0;
-        while let Some(&(at, id)) = self.retries.first() {
-            if at > now {
+        while let Some(entry) = self.backoff.first_entry() {
+            if entry.key().0 > now {
                 break;
             }
-            self.retries.remove(&(at, id));
-            if let Some(flight) = self.flying.get(&id) {
-                self.queue.push_back((id, flight.effect.clone()));
-                fired += 1;
-            }
+            let flight = entry.remove();
+            let id = self.next_id();
+            let refused = refuse(&flight.effect);
+            self.send(id, flight, now, refused);
+            fired += 1;
         }
         fired
     }
 
-    pub fn next_retry(&self) -> Option<Instant> {
-        self.retries.first().map(|(at, _)| *at)
+    /// Attempts whose deadline has passed, no longer waited for.
+    pub fn expired(&mut self, now: Instant) -> Vec<(EffectId, Flight)> {
+        let mut out = Vec::new();
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.remove(&(at, id));
+            if let Some(flight) = self.flying.remove(&id) {
+                out.push((id, flight));
+            }
+        }
+        out
+    }
+
+    pub fn take_refused(&mut self) -> Vec<(EffectId, Flight)> {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// The next retry or deadline.
+    pub fn next_timer(&self) -> Option<Instant> {
+        let retry = self.backoff.keys().next().map(|(at, _)| *at);
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        [retry, deadline].into_iter().flatten().min()
     }
 
     pub fn poll(&mut self) -> Option<(EffectId, Effect)> {
@@ -123,6 +190,45 @@ impl Flights {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flying.is_empty()
+        self.flying.is_empty() && self.backoff.is_empty() && self.refused.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get() -> Effect {
+        Effect::HubGet { url: "u".into() }
+    }
+
+    #[test]
+    fn attempts_get_new_ids_and_late_completions_are_stale() {
+        let mut f = Flights::default();
+        let t0 = Instant::ZERO;
+        let a = f.start(Purpose::Poll, get(), Some(Duration::from_secs(1)), t0, false);
+        assert_eq!(f.poll().map(|(id, _)| id), Some(a));
+        assert!(f.expired(Instant::from_nanos(999_999_999)).is_empty());
+        let (id, flight) = f.expired(Instant::from_nanos(1_000_000_000)).pop().expect("expired");
+        assert_eq!(id, a);
+        assert!(f.finish(a).is_none(), "a late completion of the abandoned attempt is ignored");
+        f.retry_at(flight, Instant::from_nanos(2_000_000_000));
+        assert_eq!(f.next_timer(), Some(Instant::from_nanos(2_000_000_000)));
+        assert_eq!(f.fire_retries(Instant::from_nanos(2_000_000_000), |_| false), 1);
+        let (b, _) = f.poll().expect("the retry goes out");
+        assert_ne!(a, b);
+        let flight = f.finish(b).expect("the new attempt is current");
+        assert_eq!((flight.origin, flight.attempts), (a, 2));
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn refused_attempts_are_not_sent() {
+        let mut f = Flights::default();
+        f.start(Purpose::Poll, get(), None, Instant::ZERO, true);
+        assert!(f.poll().is_none());
+        assert!(!f.is_empty());
+        assert_eq!(f.take_refused().len(), 1);
+        assert!(f.is_empty());
     }
 }

@@ -214,6 +214,9 @@ impl Filesystem {
                 let children = self.merge_listing(dir, fetched);
                 self.commits.listing_ended(dir);
                 self.listings.set_loaded(dir, &children, now);
+                if self.stale.remove(&dir) {
+                    self.log(LogLevel::Warn, format!("listing {} works again", self.inodes.path(dir)));
+                }
                 self.wake(Wait::Listing(dir), now);
             }
         }
@@ -226,6 +229,16 @@ impl Filesystem {
         };
         let err = FsError { detail: format!("listing {shown}: {}", err.detail), ..err };
         self.commits.listing_ended(dir);
+        if self.listings.is_loaded(dir) && err.errno != Errno::NoEnt {
+            // Stale if error: what the directory had keeps being served (for another TTL) until
+            // the Hub answers again; said once per directory.
+            if self.stale.insert(dir) {
+                self.log(LogLevel::Warn, format!("{err}; serving its last listing until the Hub answers"));
+            }
+            self.listings.keep_stale(dir, self.now);
+            let now = self.now;
+            return self.wake(Wait::Listing(dir), now);
+        }
         self.listings.fail(dir);
         if !self.parked.is_waiting(Wait::Listing(dir)) {
             // A background re-listing: nobody to tell but the log.

@@ -17,6 +17,7 @@
 
 mod access;
 mod attrs;
+mod breaker;
 mod commit;
 mod flights;
 mod lookup;
@@ -50,6 +51,7 @@ use crate::retry;
 use crate::rng::Rng;
 use crate::time::Instant;
 
+use breaker::{is_outage, Breakers, Endpoint};
 use flights::{Flight, Flights, Purpose};
 use parked::{Parked, Then, Wait};
 
@@ -159,6 +161,11 @@ pub struct Filesystem {
     /// Errors of background work (upload, commit) not yet reported to the file's user.
     pub(crate) unreported: Map<Ino, FsError>,
     pub(crate) drain: Drain,
+    pub(crate) breakers: Breakers,
+    /// Directories served from a stale listing because re-listing failed (logged once each).
+    pub(crate) stale: crate::collections::Set<Ino>,
+    /// The time of the input being handled.
+    pub(crate) now: Instant,
     pub(crate) rng: Rng,
     pub(crate) out: Outputs,
     pub(crate) stats: Stats,
@@ -197,6 +204,9 @@ impl Filesystem {
             poll: refresh::Poller::default(),
             unreported: Map::default(),
             drain: Drain::default(),
+            breakers: Breakers::default(),
+            stale: Default::default(),
+            now: Instant::ZERO,
             rng: Rng::new(cfg.seed),
             out: Outputs::default(),
             stats: Stats::default(),
@@ -236,12 +246,15 @@ impl Filesystem {
     // ---- inputs --------------------------------------------------------------------------
 
     pub fn handle_request(&mut self, id: RequestId, caller: Caller, req: Request, now: Instant) {
+        self.now = self.now.max(now);
         self.dispatch(id, caller, req, now);
         self.after_input(now);
     }
 
     pub fn handle_completion(&mut self, id: EffectId, completion: Completion, now: Instant) {
+        self.now = self.now.max(now);
         if let Some(flight) = self.flights.finish(id) {
+            self.record_health(&flight.effect, &completion, now);
             match completion {
                 Completion::Failed(failure) => self.on_failure(id, flight, failure, now),
                 Completion::Http(resp) if !(200..300).contains(&resp.status) => {
@@ -254,16 +267,53 @@ impl Filesystem {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.stats.retries += self.flights.fire_retries(now);
+        self.now = self.now.max(now);
+        let breakers = &self.breakers;
+        self.stats.retries += self.flights.fire_retries(now, |e| breakers.refuses(e, now));
+        for (id, flight) in self.flights.expired(now) {
+            let timeout = flight.timeout.unwrap_or_default();
+            let failure = EffectFailure::new(FailureKind::Transient, None, format!("no answer within {timeout:?}"));
+            if let Some(endpoint) = Endpoint::of(&flight.effect) {
+                self.breakers.get(endpoint).on_outage(now);
+            }
+            self.on_failure(id, flight, failure, now);
+        }
+        for (id, then) in self.parked.expired(now) {
+            if let Then::ServeRead { ino, .. } = then {
+                let path = self.inodes.path(ino);
+                let waited = self.cfg.timeouts.read_fetch.unwrap_or_default();
+                let detail = format!("{path}: its bytes did not arrive within {waited:?}");
+                self.fail(id, FsError::new(Errno::Io, "read_timeout", detail));
+            }
+        }
         if self.poll.next.is_some_and(|at| at <= now) {
             self.start_poll();
         }
         self.after_input(now);
     }
 
+    /// The endpoint of `effect` answered: a success closes its breaker, an outage counts.
+    fn record_health(&mut self, effect: &Effect, completion: &Completion, now: Instant) {
+        let Some(endpoint) = Endpoint::of(effect) else { return };
+        let failure = match completion {
+            Completion::Failed(f) => Some(f.clone()),
+            Completion::Http(resp) if !(200..300).contains(&resp.status) => Some(hub::failure_from_response(resp)),
+            _ => None,
+        };
+        match failure {
+            Some(f) if is_outage(&f) => {
+                if self.breakers.get(endpoint).on_outage(now) {
+                    self.log(LogLevel::Warn, format!("{endpoint:?} unreachable ({}): pausing calls to it", f.message));
+                }
+            }
+            _ => self.breakers.get(endpoint).on_success(),
+        }
+    }
+
     /// Unmounting: upload and commit everything dirty now instead of after its debounce, for
     /// at most `limit`; `poll_drained` then says whether everything was saved.
     pub fn begin_drain(&mut self, now: Instant, limit: Duration) {
+        self.now = self.now.max(now);
         self.drain = Drain { active: true, deadline: Some(now.saturating_add(limit)) };
         self.commits.not_before = None;
         if self.is_mounted() {
@@ -272,8 +322,26 @@ impl Filesystem {
         self.after_input(now);
     }
 
-    /// Work every input may have made due: uploads, a commit, the drain's outcome.
+    /// Work every input may have made due: attempts refused by a breaker fail, uploads and a
+    /// commit start, the drain's outcome.
     fn after_input(&mut self, now: Instant) {
+        for _ in 0..8 {
+            let refused = self.flights.take_refused();
+            if refused.is_empty() {
+                break;
+            }
+            for (id, flight) in refused {
+                let endpoint =
+                    Endpoint::of(&flight.effect)
+                        .map_or("remote", |e| if e == Endpoint::Hub { "the Hub" } else { "CAS" });
+                let failure = EffectFailure::new(
+                    FailureKind::Transient,
+                    None,
+                    format!("{endpoint} is unreachable (calls paused)"),
+                );
+                self.on_failure(id, flight, failure, now);
+            }
+        }
         if self.is_mounted() && self.cfg.writes.mode != WriteMode::ReadOnly {
             self.start_due_uploads(now);
             self.maybe_commit(now);
@@ -321,7 +389,8 @@ impl Filesystem {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
-            self.flights.next_retry(),
+            self.flights.next_timer(),
+            self.parked.next_deadline(),
             self.uploads.next_due(),
             self.commits.next_wakeup(self.cfg.writes.flush_max_batch_window),
             self.poll.next,
@@ -415,7 +484,7 @@ impl Filesystem {
     pub(crate) fn resume(&mut self, id: RequestId, then: Then, now: Instant) {
         match then {
             Then::Redispatch(caller, req) => self.dispatch(id, caller, req, now),
-            Then::ServeRead { ino, range } => self.serve_read(id, ino, range),
+            Then::ServeRead { ino, range, deadline } => self.serve_read(id, ino, range, deadline),
             Then::Answer(reply) => self.reply(id, reply),
             Then::AfterSave { ino, reply } => self.answer_when_committed(id, ino, reply),
         }
@@ -434,7 +503,50 @@ impl Filesystem {
         if matches!(effect, Effect::HubGet { .. } | Effect::HubRange { .. } | Effect::HubPost { .. }) {
             self.stats.hub_requests += 1;
         }
-        self.flights.start(purpose, effect)
+        let timeout = self.timeout_for(&effect);
+        self.start_effect_timed(purpose, effect, timeout)
+    }
+
+    /// Start `effect` with an attempt timeout of its own (uploads, sized by their files).
+    pub(crate) fn start_effect_timed(
+        &mut self,
+        purpose: Purpose,
+        effect: Effect,
+        timeout: Option<Duration>,
+    ) -> EffectId {
+        let refuse = self.breakers.refuses(&effect, self.now);
+        self.flights.start(purpose, effect, timeout, self.now, refuse)
+    }
+
+    /// How long moving `bytes` to or from CAS may take.
+    pub(crate) fn transfer_timeout(&self, bytes: u64) -> Duration {
+        let t = &self.cfg.timeouts;
+        t.transfer_base
+            .saturating_add(t.transfer_per_mib.saturating_mul(u32::try_from(bytes >> 20).unwrap_or(u32::MAX)))
+    }
+
+    /// How long one attempt of `effect` may take before core stops waiting for it. Only
+    /// effects that may be repeated and reordered freely are given up on: reads, listings and
+    /// content-addressed uploads.
+    fn timeout_for(&self, effect: &Effect) -> Option<Duration> {
+        use crate::effect::StreamOp;
+        let t = &self.cfg.timeouts;
+        match effect {
+            Effect::HubGet { .. } => Some(t.hub_call),
+            // A commit is never given up on while it may still land: a retry sent meanwhile,
+            // or the next batch, could be applied before it (effects bound the HTTP call).
+            Effect::HubPost { .. } => None,
+            Effect::HubRange { range, .. } => Some(t.hub_call.max(self.transfer_timeout(range.end - range.start))),
+            Effect::CasRange { .. } => t.read_fetch,
+            // Uploads are timed by their files' sizes (`start_effect_timed`).
+            Effect::Upload { .. } | Effect::Stream(StreamOp::Finish { .. }) => Some(t.transfer_base),
+            Effect::Stream(StreamOp::Append { data, .. }) => {
+                Some(self.transfer_timeout(data.iter().map(|c| c.len() as u64).sum()))
+            }
+            // Staging files are never given up on: a late fill would overwrite edits made after
+            // it (effects bound their own IO).
+            Effect::Stream(StreamOp::Abort { .. }) | Effect::Stage(_) => None,
+        }
     }
 
     pub(crate) fn hub_get(&mut self, purpose: Purpose, url: String) -> EffectId {
@@ -452,14 +564,14 @@ impl Filesystem {
                 Completion::Bytes(data) => {
                     let len: u64 = data.iter().map(|b| b.len() as u64).sum();
                     if len == range.end - range.start {
-                        self.on_fetched(id, ino, range, data, now);
+                        self.on_fetched(flight.origin, ino, range, data, now);
                     } else {
                         let msg = format!("short fetch: wanted {} bytes, got {len}", range.end - range.start);
                         let flight = Flight { purpose: Purpose::Fetch { ino, range }, ..flight };
                         self.on_failure(id, flight, EffectFailure::new(FailureKind::Transient, None, msg), now);
                     }
                 }
-                other => self.fail_fetch(id, ino, range, unexpected(&other)),
+                other => self.fail_fetch(flight.origin, ino, range, unexpected(&other)),
             },
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Ok(completion), now),
             Purpose::Upload { files } => match completion {
@@ -490,11 +602,15 @@ impl Filesystem {
         }
     }
 
-    fn on_failure(&mut self, id: EffectId, flight: Flight, failure: EffectFailure, now: Instant) {
-        if let Some(delay) = retry::next_delay(&failure, flight.attempts, &mut self.rng) {
-            self.flights.retry_at(id, flight, now.saturating_add(delay));
+    fn on_failure(&mut self, _id: EffectId, flight: Flight, failure: EffectFailure, now: Instant) {
+        // A stream step is never repeated (an append may have happened): its file is uploaded
+        // whole instead.
+        let retriable = !matches!(flight.purpose, Purpose::Stream { .. });
+        if let Some(delay) = retry::next_delay(&failure, flight.attempts, &mut self.rng).filter(|_| retriable) {
+            self.flights.retry_at(flight, now.saturating_add(delay));
             return;
         }
+        let id = flight.origin;
         if let Purpose::Mount(step) = flight.purpose {
             return self.on_mount_step(step, Err(failure), now);
         }

@@ -4,13 +4,15 @@
 //! (write-behind, a directory rename waiting for its commit) are parked as answers.
 //!
 //! Only bookkeeping: the filesystem wakes a `Wait` when it is satisfied (`Filesystem::wake`) or
-//! fails it with an error (`Filesystem::fail_waiting`).
+//! fails it with an error (`Filesystem::fail_waiting`). A parked request may have a deadline
+//! (reads waiting for bytes): past it, `expired` hands it back to be failed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use crate::inode::Ino;
 use crate::request::{Caller, Reply, Request, RequestId};
+use crate::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Wait {
@@ -40,8 +42,9 @@ pub(crate) enum Wait {
 pub(crate) enum Then {
     /// Handle the request again from the start.
     Redispatch(Caller, Request),
-    /// Serve a read of `range` of `ino` from the read cache (it waits again if still missing).
-    ServeRead { ino: Ino, range: Range<u64> },
+    /// Serve a read of `range` of `ino` from the read cache (it waits again if still missing,
+    /// until `deadline`).
+    ServeRead { ino: Ino, range: Range<u64>, deadline: Option<Instant> },
     /// Send this reply.
     Answer(Reply),
     /// `ino` is saved: send `reply` once its commit (all queued commits, for a directory) is
@@ -53,12 +56,47 @@ pub(crate) enum Then {
 pub(crate) struct Parked {
     by_wait: BTreeMap<Wait, Vec<RequestId>>,
     entries: BTreeMap<RequestId, (Wait, Then)>,
+    /// (deadline, request) of parked requests that have one.
+    deadlines: BTreeSet<(Instant, RequestId)>,
 }
 
 impl Parked {
     pub fn park(&mut self, id: RequestId, wait: Wait, then: Then) {
+        if let Then::ServeRead { deadline: Some(at), .. } = &then {
+            self.deadlines.insert((*at, id));
+        }
         self.by_wait.entry(wait).or_default().push(id);
         self.entries.insert(id, (wait, then));
+    }
+
+    /// Parked requests whose deadline has passed, taken out.
+    pub fn expired(&mut self, now: Instant) -> Vec<(RequestId, Then)> {
+        let mut out = Vec::new();
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.remove(&(at, id));
+            let current =
+                matches!(self.entries.get(&id), Some((_, Then::ServeRead { deadline: Some(d), .. })) if *d == at);
+            if !current {
+                continue;
+            }
+            if let Some((wait, then)) = self.entries.remove(&id) {
+                if let Some(ids) = self.by_wait.get_mut(&wait) {
+                    ids.retain(|i| *i != id);
+                    if ids.is_empty() {
+                        self.by_wait.remove(&wait);
+                    }
+                }
+                out.push((id, then));
+            }
+        }
+        out
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// Everything waiting for `wait`, in the order it was parked.
@@ -75,6 +113,9 @@ impl Parked {
             match self.entries.get(&id) {
                 Some((_, then)) if pred(then) => {
                     if let Some((_, then)) = self.entries.remove(&id) {
+                        if let Then::ServeRead { deadline: Some(at), .. } = &then {
+                            self.deadlines.remove(&(*at, id));
+                        }
                         taken.push((id, then));
                     }
                 }
@@ -100,7 +141,7 @@ mod tests {
     #[test]
     fn take_in_order_and_selectively() {
         let mut p = Parked::default();
-        let read = |a, b| Then::ServeRead { ino: 5, range: a..b };
+        let read = |a, b| Then::ServeRead { ino: 5, range: a..b, deadline: None };
         p.park(RequestId(2), Wait::Bytes(5), read(0, 10));
         p.park(RequestId(1), Wait::Bytes(5), read(20, 30));
         p.park(RequestId(3), Wait::Listing(1), Then::Answer(Reply::Empty));
@@ -111,5 +152,20 @@ mod tests {
         assert!(!p.is_waiting(Wait::Bytes(5)));
         assert_eq!(p.take(Wait::Listing(1)).len(), 1);
         assert!(p.take(Wait::Mounted).is_empty());
+    }
+
+    #[test]
+    fn deadlines_expire_only_the_current_parking() {
+        let mut p = Parked::default();
+        let at = |n| Some(Instant::from_nanos(n));
+        p.park(RequestId(1), Wait::Bytes(5), Then::ServeRead { ino: 5, range: 0..1, deadline: at(10) });
+        p.park(RequestId(2), Wait::Bytes(5), Then::ServeRead { ino: 5, range: 0..1, deadline: at(20) });
+        // Request 1 is served and parks again (a later read of the same id keeps its deadline).
+        p.take_if(Wait::Bytes(5), |t| matches!(t, Then::ServeRead { deadline: Some(d), .. } if d.as_nanos() == 10));
+        assert_eq!(p.next_deadline(), at(20), "a request taken out has no deadline left");
+        assert!(p.expired(Instant::from_nanos(15)).is_empty(), "request 1 is no longer parked");
+        let gone = p.expired(Instant::from_nanos(20));
+        assert_eq!(gone.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![RequestId(2)]);
+        assert!(!p.is_waiting(Wait::Bytes(5)));
     }
 }

@@ -169,8 +169,10 @@ impl Filesystem {
     fn start_upload(&mut self, files: Vec<(Ino, u64)>, sources: Vec<UploadSource>) {
         self.stats.uploads += files.len() as u64;
         self.uploads.in_flight += 1;
+        let bytes = files.iter().map(|(ino, _)| self.file_size(*ino)).sum();
+        let timeout = Some(self.transfer_timeout(bytes));
         let token_url = self.write_token.clone();
-        self.start_effect(Purpose::Upload { files }, Effect::Upload { token_url, sources });
+        self.start_effect_timed(Purpose::Upload { files }, Effect::Upload { token_url, sources }, timeout);
     }
 
     /// Is an upload running, or a file due now, whose commit op should share the next batch?

@@ -95,6 +95,10 @@ pub struct MountOpts {
     /// Advanced writes: upload a dirty file at the latest this long after its first change.
     #[arg(long, global = true, default_value_t = 30_000)]
     pub flush_max_batch_window_ms: u64,
+    /// A read whose bytes have not arrived from the Hub within this many milliseconds fails
+    /// with EIO (0: wait as long as it takes).
+    #[arg(long, global = true, default_value_t = 30_000)]
+    pub read_fetch_timeout_ms: u64,
     /// On unmount, wait at most this long for unsaved writes to reach the bucket.
     #[arg(long, global = true, default_value_t = 120)]
     pub drain_timeout_secs: u64,

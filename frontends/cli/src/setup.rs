@@ -12,7 +12,7 @@ use hfm_core::config::{AccessPolicy, ReadPolicy, Source, WriteMode, WritePolicy}
 use hfm_core::hub::{self, HubUrls};
 use hfm_core::{Filesystem, MountConfig};
 use hfm_driver::{Clock, DrainOutcome, Driver};
-use hfm_effects::{CacheSettings, CasReader, CasWriter, Executor, HubClient};
+use hfm_effects::{CacheSettings, Executor, HubClient};
 use hfm_fuse::{Config, FuseAdapter, FuseNotifier, MountOption, SessionACL};
 
 use crate::args::{Cli, Cmd, MountOpts};
@@ -53,6 +53,9 @@ fn raise_readahead(mountpoint: &Path) {
         tracing::info!("could not raise readahead ({path}): {e}");
     }
 }
+
+/// How long an unmount waits for programs to close their files before draining anyway.
+const SESSION_END_WAIT: Duration = Duration::from_secs(2);
 
 /// Detach the mount so the FUSE session ends: umount2 as root, else fusermount.
 fn unmount(path: &Path) -> Result<()> {
@@ -143,6 +146,7 @@ fn mount_config(o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Re
     cfg.access = AccessPolicy { check: false, owner_from_caller: true };
     cfg.metadata_ttl = if o.metadata_ttl_minimal { Duration::ZERO } else { Duration::from_millis(o.metadata_ttl_ms) };
     cfg.policy = ReadPolicy::default();
+    cfg.timeouts.read_fetch = (o.read_fetch_timeout_ms > 0).then(|| Duration::from_millis(o.read_fetch_timeout_ms));
     cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
     cfg.seed = start_nonce();
     cfg.verifier = start_nonce().rotate_left(17);
@@ -174,15 +178,12 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
 
     let started = std::time::Instant::now();
     let hub = HubClient::new(token, "fuse");
-    let xet_dir = cache_dir.join("xet");
     let cache = CacheSettings {
         dir: (!o.no_disk_cache).then(|| cache_dir.clone()),
         size_bytes: o.cache_size,
-        xet_dir: xet_dir.clone(),
+        xet_dir: cache_dir.join("xet"),
     };
-    let cas = CasReader::new(hub.clone(), cache).map_err(|e| anyhow!(e))?;
-    let writer = CasWriter::new(hub.clone(), xet_dir).map_err(|e| anyhow!(e))?;
-    let executor = Arc::new(Executor { hub, cas, writer });
+    let executor = Arc::new(Executor::new(hub, cache).map_err(|e| anyhow!(e))?);
     let (notifier, kernel_slot) = FuseNotifier::new();
     let clock = Clock::start();
     cfg.wall_ms_at_zero = clock.wall_ms_at_zero();
@@ -233,18 +234,36 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     );
 
     raise_readahead(&mountpoint);
-    let target_path = mountpoint.clone();
+    // The mount ends on a signal (we detach it) or when it is unmounted from outside.
+    let (ended, end) = std::sync::mpsc::channel::<&'static str>();
+    let session_ended = ended.clone();
+    std::thread::Builder::new().name("fuse-session".into()).spawn(move || {
+        if let Err(e) = background.join() {
+            tracing::warn!("FUSE session: {e}");
+        }
+        let _ = session_ended.send("session");
+    })?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         let sig = wait_for_signal(signals);
-        tracing::info!("signal {sig}: unmounting {}", target_path.display());
-        if let Err(e) = unmount(&target_path) {
-            eprintln!("hf-mount-fuse: unmount of {} failed: {e}", target_path.display());
-        }
+        tracing::info!("signal {sig}");
+        let _ = ended.send("signal");
     })?;
-    background.join().context("FUSE session")?;
+    let limit = Duration::from_secs(o.drain_timeout_secs);
+    if end.recv() == Ok("signal") {
+        let started = std::time::Instant::now();
+        if let Err(e) = unmount(&mountpoint) {
+            eprintln!("hf-mount-fuse: unmount of {} failed: {e}", mountpoint.display());
+        }
+        // Detached: the session ends once the last open file is closed. Programs that hold
+        // files open (a reader blocked on a dead Hub) do not hold up the exit: past a short
+        // wait the drain runs anyway, and exiting ends their session.
+        if end.recv_timeout(SESSION_END_WAIT.min(limit)).is_err() {
+            tracing::warn!("files are still open in {}; they will see the mount end", mountpoint.display());
+        }
+        tracing::debug!("session ended or given up after {:?}", started.elapsed());
+    }
     let mut unsaved = false;
     if info.writable {
-        let limit = Duration::from_secs(o.drain_timeout_secs);
         if running.handle.drain(limit) != DrainOutcome::Drained {
             unsaved = true;
             eprintln!(

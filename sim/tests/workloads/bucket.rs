@@ -50,11 +50,16 @@ fn ok(ctx: &str, what: &str, reply: &Reply) {
     assert!(!matches!(reply, Reply::Error(_)), "{ctx}: {what} failed: {reply:?}");
 }
 
+/// Failures that only say the Hub or CAS did not answer (in time).
+fn is_transient(e: &hfm_core::FsError) -> bool {
+    matches!(e.label, "hub_unavailable" | "hub_rate_limited" | "read_timeout")
+}
+
 /// A request that waits for background work (an upload, a commit) may report that work's
 /// failure; the change itself is done and stays queued. Anything else is a bug.
 fn ok_or_outage(ctx: &str, what: &str, reply: &Reply) -> bool {
     match reply {
-        Reply::Error(e) if e.label == "hub_unavailable" => false,
+        Reply::Error(e) if is_transient(e) => false,
         other => {
             ok(ctx, what, other);
             true
@@ -76,7 +81,7 @@ impl Run {
             return Some(ino);
         }
         for name in path.split('/') {
-            match self.sim.call_as(self.caller.clone(), Request::Lookup { parent: ino, name: name.into() }) {
+            match self.call(Request::Lookup { parent: ino, name: name.into() }) {
                 Reply::Entry { attr, .. } => ino = attr.ino,
                 Reply::Error(e) if e.errno == hfm_core::Errno::NoEnt => return None,
                 other => panic!("{}: lookup {path}: {other:?}", self.ctx),
@@ -89,8 +94,23 @@ impl Run {
         self.lookup(path).unwrap_or_else(|| panic!("{}: {path} is missing", self.ctx))
     }
 
+    /// Send `req`, again while it fails because the simulated Hub or CAS did not answer in
+    /// time (clock jumps pass deadlines): a request that fails that way changed nothing, except
+    /// those that wait for background work after their change (directory renames, stable
+    /// writes), which are sent once and checked with `ok_or_outage`.
     fn call(&mut self, req: Request) -> Reply {
-        self.sim.call_as(self.caller.clone(), req)
+        let once = matches!(req, Request::Rename { .. })
+            || matches!(req, Request::Write { stable, .. } if stable != Stability::Unstable);
+        let mut reply = self.sim.call_as(self.caller.clone(), req.clone());
+        for _ in 0..20 {
+            match &reply {
+                Reply::Error(e) if !once && is_transient(e) => {
+                    reply = self.sim.call_as(self.caller.clone(), req.clone());
+                }
+                _ => break,
+            }
+        }
+        reply
     }
 
     fn random_bytes(&mut self, max: u64) -> Vec<u8> {
@@ -424,6 +444,10 @@ impl Run {
         }
         // Symlinks and specials live in the mount only; the model has none in listed dirs.
         got.retain(|n| !n.starts_with("sym") && !n.starts_with("fifo"));
+        if std::env::var("SIM_DEBUG").is_ok() && got != want {
+            let keys: Vec<String> = self.sim.world().bucket_contents().keys().cloned().collect();
+            eprintln!("{}: bucket has {keys:?}", self.ctx);
+        }
         assert_eq!(got, want, "{}: readdir {dir:?}", self.ctx);
     }
 }

@@ -115,7 +115,15 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
 
     let ip = listen.ip();
     let ctx = XetContext::default().context("creating the xet runtime")?;
-    let cas_listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    // With --data, the CAS and byte servers keep their ports across restarts (the casUrl in
+    // tokens clients hold stays valid, as a production CAS address does).
+    let saved_ports = data.as_ref().map(|d| d.join("ports"));
+    let (cas_want, bytes_want) = saved_ports
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().split_once(' ').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))))
+        .unwrap_or((0u16, 0u16));
+    let cas_listener = tokio::net::TcpListener::bind((ip, cas_want)).await.context("binding the CAS port")?;
     let cas_port = cas_listener.local_addr()?.port();
     let cas_config = LocalServerConfig {
         data_directory: data.as_ref().map(|d| d.join("cas")).unwrap_or_default(),
@@ -132,8 +140,12 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
         }
     });
 
-    let bytes_listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    let bytes_listener =
+        tokio::net::TcpListener::bind((ip, bytes_want)).await.context("binding the byte server port")?;
     let bytes_port = bytes_listener.local_addr()?.port();
+    if let Some(p) = &saved_ports {
+        std::fs::write(p, format!("{cas_port} {bytes_port}")).with_context(|| format!("writing {}", p.display()))?;
+    }
     tokio::spawn(bytes_server::serve(bytes_listener, cas_client.clone()));
 
     let app = Arc::new(routes::App {
