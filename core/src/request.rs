@@ -67,6 +67,18 @@ pub enum CreateHow {
     Exclusive { verifier: u64 },
 }
 
+/// What `fallocate` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FallocMode {
+    /// Make `offset + length` bytes available: the file grows to it (zeros) unless
+    /// `keep_size`.
+    Allocate { keep_size: bool },
+    /// Zero the range, keeping the size (`FALLOC_FL_PUNCH_HOLE`).
+    PunchHole,
+    /// Zero the range, growing the file unless `keep_size` (`FALLOC_FL_ZERO_RANGE`).
+    ZeroRange { keep_size: bool },
+}
+
 /// A time a setattr sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeSet {
@@ -138,6 +150,12 @@ pub enum Request {
     },
     Release {
         fh: u64,
+    },
+    Fallocate {
+        ino: Ino,
+        offset: u64,
+        length: u64,
+        mode: FallocMode,
     },
     /// `close()` of a descriptor (FUSE flush).
     Flush {
@@ -230,6 +248,7 @@ impl Request {
         match self {
             Request::Open { write, truncate, .. } => *write || *truncate,
             Request::Write { .. }
+            | Request::Fallocate { .. }
             | Request::Create { .. }
             | Request::Mkdir { .. }
             | Request::Mknod { .. }

@@ -77,6 +77,8 @@ pub struct Sim {
     /// Largest clock step per tick, and the percent of ticks that jump minutes instead.
     pub max_step: Duration,
     pub jump_percent: u64,
+    /// Print every effect handed out (debugging a seed).
+    pub verbose: bool,
 }
 
 impl Sim {
@@ -108,6 +110,7 @@ impl Sim {
             faults_on: false,
             max_step: Duration::from_millis(400),
             jump_percent: 0,
+            verbose: false,
         }
     }
 
@@ -189,6 +192,10 @@ impl Sim {
     /// Take the effects core handed out; Hub reads are answered now, as the world is.
     fn collect(&mut self) {
         while let Some((id, effect)) = self.driver.poll_effect() {
+            if self.verbose {
+                let shown = format!("{effect:?}");
+                eprintln!("  effect {} {}", id.0, &shown[..shown.len().min(160)]);
+            }
             self.shared().trace.effect(id, &effect);
             let answer = matches!(effect, Effect::HubGet { .. }).then(|| self.exec.world().execute(&effect));
             self.outstanding.push((id, effect, answer));

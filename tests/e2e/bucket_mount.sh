@@ -34,8 +34,11 @@ echo "created" > "$mnt/new.txt"; echo "created" > "$ref/new.txt"
 check "create is committed on close" bucket_has new.txt created
 echo "second version" > "$mnt/new.txt"; echo "second version" > "$ref/new.txt"
 check "overwrite (O_TRUNC) replaces the content" bucket_has new.txt "second version"
-check "append is refused in streaming mode" bash -c "(echo more >> '$mnt/new.txt') 2>&1 | grep -q 'not supported'"
-check "a refused append loses nothing" bash -c "test \"\$(cat '$mnt/new.txt')\" = 'second version'"
+echo more >> "$ref/new.txt"
+check "append works in streaming mode" bash -c "echo more >> '$mnt/new.txt' && test \"\$(cat '$mnt/new.txt')\" = \"\$(printf 'second version\nmore')\""
+check "and is committed on close" bucket_has new.txt "$(printf 'second version\nmore')"
+mkdir -p "$mnt/patterns" "$ref/patterns"
+check "every write pattern works in streaming mode (checkpoints, fallocate, holes, rewrites, edits, appends, read-your-writes, replace over an open file)" python3 "$here/write_patterns.py" "$mnt/patterns" "$ref/patterns"
 touch "$mnt/empty.txt"; touch "$ref/empty.txt"
 check "an empty file is committed" in_bucket empty.txt
 
@@ -89,8 +92,11 @@ check "tar mtimes persisted to the bucket" bash -c "diff <(cd '$ref/untarred' &&
 echo "# advanced writes"
 mounted a --hf-token alice-token --advanced-writes --flush-debounce-ms 200 bucket alice/bk
 am=$work/mnt/a
-echo "more" >> "$am/new.txt"
-check "append in advanced mode" bash -c "test \"\$(cat '$am/new.txt')\" = \"\$(printf 'second version\nmore')\""
+echo "again" >> "$am/new.txt"
+check "append in advanced mode" bash -c "test \"\$(cat '$am/new.txt')\" = \"\$(printf 'second version\nmore\nagain')\""
+mkdir -p "$am/apatterns" "$work/apatterns"
+check "every write pattern works in advanced mode" python3 "$here/write_patterns.py" "$am/apatterns" "$work/apatterns"
+check "and the bucket has them (after a directory fsync)" bash -c "python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' '$am/apatterns' && cd '$work/apatterns' && find . -type f -print0 | xargs -0 sha256sum | sed 's| ./| ./apatterns/|' | LC_ALL=C sort -k2 > '$work/apatterns.sums' && python3 '$here/bucket_api.py' '$ep' alice/bk sums | grep ' ./apatterns/' | LC_ALL=C sort -k2 | diff '$work/apatterns.sums' -"
 check "random writes, seek, overwrite and read-your-writes" python3 - "$am/edit.bin" <<'PY'
 import os, sys, random
 p = sys.argv[1]

@@ -98,7 +98,7 @@ impl Filesystem {
                 self.require(caller, *ino, mask, false)
             }
             Request::Read { ino, .. } => self.require(caller, *ino, READ, true),
-            Request::Write { ino, .. } => self.require(caller, *ino, WRITE, true),
+            Request::Write { ino, .. } | Request::Fallocate { ino, .. } => self.require(caller, *ino, WRITE, true),
             Request::Create { parent, .. }
             | Request::Mkdir { parent, .. }
             | Request::Mknod { parent, .. }

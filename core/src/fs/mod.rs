@@ -85,17 +85,31 @@ pub(crate) struct OpenFile {
 pub(crate) struct Handles {
     next: u64,
     open: Map<u64, OpenFile>,
+    /// Open handles per file.
+    per_file: Map<Ino, u32>,
 }
 
 impl Handles {
     pub fn open(&mut self, ino: Ino, write: bool) -> u64 {
         self.next += 1;
         self.open.insert(self.next, OpenFile { ino, write });
+        *self.per_file.entry(ino).or_default() += 1;
         self.next
     }
 
     pub fn close(&mut self, fh: u64) -> Option<OpenFile> {
-        self.open.remove(&fh)
+        let file = self.open.remove(&fh)?;
+        if let Some(n) = self.per_file.get_mut(&file.ino) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_file.remove(&file.ino);
+            }
+        }
+        Some(file)
+    }
+
+    pub fn is_open(&self, ino: Ino) -> bool {
+        self.per_file.contains_key(&ino)
     }
 }
 
@@ -434,6 +448,9 @@ impl Filesystem {
             Request::Write { ino, fh, offset, data, stable } => {
                 self.write(id, &caller, ino, fh, offset, data, stable, now)
             }
+            Request::Fallocate { ino, offset, length, mode } => {
+                self.fallocate(id, ino, offset..offset.saturating_add(length), mode, now)
+            }
             Request::Release { fh } => self.release(id, fh, now),
             Request::Flush { ino, fh } => self.flush(id, &caller, ino, fh, now),
             Request::Fsync { ino } => self.fsync(id, &caller, ino, None, now),
@@ -461,7 +478,7 @@ impl Filesystem {
             }
             Request::Symlink { parent, name, target } => self.symlink(id, &caller, parent, name, target, now),
             Request::Link { ino, new_parent, new_name } => self.link(id, &caller, ino, new_parent, new_name, now),
-            Request::SetAttr { ino, set, guard_ctime } => self.setattr(id, &caller, ino, set, guard_ctime, now),
+            Request::SetAttr { ino, set, guard_ctime } => self.setattr(id, ino, set, guard_ctime, now),
             Request::Unsupported { op } => {
                 self.fail(id, FsError::new(Errno::NotSup, "unsupported", format!("{op} is not supported here")))
             }

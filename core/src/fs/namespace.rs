@@ -520,15 +520,7 @@ impl Filesystem {
         self.entry_reply(id, copy, Some((new_parent, before)));
     }
 
-    pub(crate) fn setattr(
-        &mut self,
-        id: RequestId,
-        caller: &Caller,
-        ino: Ino,
-        set: SetAttr,
-        guard_ctime: Option<i64>,
-        now: Instant,
-    ) {
+    pub(crate) fn setattr(&mut self, id: RequestId, ino: Ino, set: SetAttr, guard_ctime: Option<i64>, now: Instant) {
         let Some(attr) = self.attr(ino) else { return self.fail(id, FsError::not_found()) };
         if guard_ctime.is_some_and(|ctime| ctime != attr.ctime_ns) {
             return self.fail(id, FsError::new(Errno::NotSync, "guard_mismatch", "the file changed since"));
@@ -582,11 +574,8 @@ impl Filesystem {
         if let Err(e) = self.ensure_write_state(ino, size == 0, now) {
             return self.fail(id, e);
         }
-        if size == 0 {
-            // Already empty in the mount; writes wait for the staging file to follow.
-            return self.answer_attr(Some((id, before)), ino);
-        }
-        self.truncate_written(Some((id, caller, before)), ino, size, now);
+        self.resize(ino, size, now);
+        self.answer_attr(Some((id, before)), ino);
     }
 }
 

@@ -68,6 +68,8 @@ impl Filesystem {
         if let Some(open) = self.handles.close(fh) {
             if open.write {
                 self.writer_closed(open.ino, now);
+            } else {
+                self.maybe_drop_write_state(open.ino, now);
             }
         }
         self.reply(id, Reply::Empty);

@@ -17,6 +17,7 @@ use crate::time::Instant;
 
 use super::flights::Purpose;
 use super::parked::Wait;
+use super::writebuf::zeros;
 use super::Filesystem;
 
 /// Bytes a file may hold waiting for its upload stream before writes wait.
@@ -35,6 +36,9 @@ pub(crate) enum Stream {
         /// Bytes written but not yet handed to the stream, in order.
         pending: Vec<Bytes>,
         pending_bytes: u64,
+        /// Bytes of the file the stream has (or will have, pending): the offset the next
+        /// sequential write starts at.
+        fed: u64,
         /// Bytes of the append in flight (0 = none).
         appending: u64,
         /// Something was appended (effects hold state for it).
@@ -56,32 +60,56 @@ impl Filesystem {
     pub(crate) fn open_stream(&mut self, ino: Ino, chunks: Vec<Bytes>) {
         self.next_stage += 1;
         let pending_bytes = chunks.iter().map(|c| c.len() as u64).sum();
-        let stream = Stream::Open { id: self.next_stage, pending: chunks, pending_bytes, appending: 0, started: false };
+        let stream = Stream::Open {
+            id: self.next_stage,
+            pending: chunks,
+            pending_bytes,
+            fed: pending_bytes,
+            appending: 0,
+            started: false,
+        };
         if let Some(ws) = self.writes.get_mut(ino) {
             ws.stream = stream;
         }
         self.send_stream(ino);
     }
 
-    /// Hand `data`, just appended to `ino`, to its stream. Returns true when the reply to the
-    /// write is owed until the stream catches up (the caller parks it on `Wait::Stream`).
-    pub(crate) fn stream_accept(&mut self, ino: Ino, data: &Bytes) -> bool {
+    /// Hand `data`, just written at `offset` of `ino`, to its stream: a write at or past the
+    /// stream's end continues it (a hole streams as zeros); a write behind it ends the stream.
+    /// Returns true when the reply to the write is owed until the stream catches up (the
+    /// caller parks it on `Wait::Stream`).
+    pub(crate) fn stream_accept(&mut self, ino: Ino, offset: u64, data: &Bytes) -> bool {
         let Some(stream) = self.writes.get_mut(ino).map(|ws| &mut ws.stream) else { return false };
         if matches!(stream, Stream::Waiting) {
             // Its bytes left memory before it was big enough to stream: uploaded whole.
             *stream = Stream::Off;
         }
-        let Stream::Open { pending, pending_bytes, appending, .. } = stream else { return false };
+        let Stream::Open { pending, pending_bytes, fed, appending, .. } = stream else { return false };
+        if offset < *fed {
+            self.abort_stream(ino, self.now);
+            return false;
+        }
+        let hole = zeros(offset - *fed);
+        *pending_bytes += offset - *fed + data.len() as u64;
+        pending.extend(hole);
         pending.push(data.clone());
-        *pending_bytes += data.len() as u64;
+        *fed = offset + data.len() as u64;
         let full = *pending_bytes + *appending > STREAM_BUFFER_BYTES;
         self.send_stream(ino);
         full
     }
 
+    /// How much of `ino` its stream has (`None`: no stream).
+    pub(crate) fn stream_fed(&self, ino: Ino) -> Option<u64> {
+        match self.writes.get(ino).map(|ws| &ws.stream) {
+            Some(Stream::Open { fed, .. }) => Some(*fed),
+            _ => None,
+        }
+    }
+
     fn send_stream(&mut self, ino: Ino) {
         let token_url = self.write_token.clone();
-        let Some(Stream::Open { id, pending, pending_bytes, appending, started }) =
+        let Some(Stream::Open { id, pending, pending_bytes, appending, started, .. }) =
             self.writes.get_mut(ino).map(|ws| &mut ws.stream)
         else {
             return;
@@ -95,10 +123,21 @@ impl Filesystem {
         self.start_effect(Purpose::Stream { ino, step: StreamStep::Append }, Effect::Stream(op));
     }
 
-    /// Is `ino`'s stream ready to finish (everything appended)? `None` when it has no stream.
-    pub(crate) fn stream_ready(&self, ino: Ino) -> Option<bool> {
-        match self.writes.get(ino).map(|ws| &ws.stream) {
-            Some(Stream::Open { pending, appending, .. }) => Some(pending.is_empty() && *appending == 0),
+    /// Is `ino`'s stream ready to finish (the whole file appended)? `None` when it has no
+    /// stream. Zeros up to the file's size (set in advance, past the last write) are fed first.
+    pub(crate) fn stream_ready(&mut self, ino: Ino) -> Option<bool> {
+        let size = self.file_size(ino);
+        match self.writes.get_mut(ino).map(|ws| &mut ws.stream) {
+            Some(Stream::Open { pending, pending_bytes, fed, appending, .. }) => {
+                if *fed < size {
+                    *pending_bytes += size - *fed;
+                    pending.extend(zeros(size - *fed));
+                    *fed = size;
+                    self.send_stream(ino);
+                    return Some(false);
+                }
+                Some(pending.is_empty() && *appending == 0)
+            }
             Some(Stream::Finishing) => Some(false),
             _ => None,
         }

@@ -17,7 +17,7 @@ use crate::time::Instant;
 
 use super::flights::Purpose;
 use super::parked::Wait;
-use super::writebuf::Body;
+use super::writebuf::{zeros, Body};
 use super::Filesystem;
 
 /// Upload effects in flight at most (each holds an xet-core session and its buffers).
@@ -113,7 +113,7 @@ impl Filesystem {
             self.uploads.due.remove(&(at, ino));
             self.uploads.due_at.remove(&ino);
             if self.inodes.get(ino).is_none_or(|n| n.detached) {
-                self.discard_write_state(ino, now);
+                self.forget_changes(ino, now);
                 continue;
             }
             let Some(ws) = self.writes.get(ino) else { continue };
@@ -151,7 +151,10 @@ impl Filesystem {
             let Some(generation) = self.writes.start_upload(ino) else { continue };
             let Some(ws) = self.writes.get(ino) else { continue };
             sources.push(match &ws.body {
-                Body::Memory(chunks) => UploadSource::Memory(chunks.clone()),
+                // The file's size may run past what was written: zeros follow.
+                Body::Memory { chunks, len } => {
+                    UploadSource::Memory(chunks.iter().cloned().chain(zeros(size.saturating_sub(*len))).collect())
+                }
                 Body::Staged => UploadSource::File(ws.staging.clone()),
             });
             batch.push((ino, generation));
@@ -186,7 +189,7 @@ impl Filesystem {
         }
         self.writes.upload_ended(ino);
         if self.inodes.get(ino).is_none_or(|n| n.detached) {
-            return self.discard_write_state(ino, now);
+            return self.forget_changes(ino, now);
         }
         let current = self.writes.get(ino).map_or(generation, |ws| ws.generation());
         if generation != current {

@@ -5,18 +5,17 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::WriteMode;
 use crate::effect::{Completion, StageEdit, StageOp};
 use crate::error::{Errno, FsError, LogLevel};
 use crate::hub::ContentSource;
 use crate::inode::{Ino, NodeKind};
-use crate::request::{Caller, Reply, Request, RequestId, SetAttr, Stability, WccAttr};
+use crate::request::{Caller, FallocMode, Reply, Request, RequestId, Stability, WccAttr};
 use crate::time::Instant;
 
 use super::flights::{Purpose, StageKind};
 use super::parked::{Then, Wait};
 use super::stream::Stream;
-use super::writebuf::{Body, WriteState};
+use super::writebuf::{zeros, Body, WriteState};
 use super::Filesystem;
 
 /// Written bytes a file may hold in memory waiting for its staging file before a write's
@@ -32,28 +31,20 @@ impl Filesystem {
         };
         if self.writes.has(ino) {
             if truncate {
-                self.truncate_written(None, ino, 0, now);
+                self.resize(ino, 0, now);
             }
             return Ok(());
-        }
-        let mode = self.cfg.writes.mode;
-        if mode == WriteMode::Streaming && !truncate && size > 0 {
-            return Err(FsError::new(
-                Errno::NotSup,
-                "streaming_no_rewrite",
-                format!(
-                    "{}: streaming mode only writes new or truncated files; mount with --advanced-writes to edit in place",
-                    self.inodes.path(ino)
-                ),
-            ));
         }
         self.next_stage += 1;
         let staging = format!("{}{ino:016x}-{}", self.cfg.writes.staging_dir, self.next_stage);
         let starts_empty = truncate || size == 0;
-        let streaming = mode == WriteMode::Streaming;
-        let body = if streaming { Body::Memory(Vec::new()) } else { Body::Staged };
-        let mut ws = WriteState::new(body, staging.clone(), streaming);
-        if streaming && starts_empty {
+        // Streaming mode keeps a new (or emptied) file in memory and streams it while it is
+        // written sequentially; an existing file edited in place needs its content in a
+        // staging file first, in either mode.
+        let in_memory = self.streaming() && starts_empty;
+        let body = if in_memory { Body::Memory { chunks: Vec::new(), len: 0 } } else { Body::Staged };
+        let mut ws = WriteState::new(body, staging.clone(), in_memory);
+        if in_memory {
             ws.stream = Stream::Waiting;
         }
         self.writes.insert(ino, ws);
@@ -61,7 +52,7 @@ impl Filesystem {
             self.writes.touch(ino, now);
             self.set_size(ino, 0);
         }
-        if mode == WriteMode::Advanced {
+        if !in_memory {
             let op = match source {
                 ContentSource::Xet { hash } if !starts_empty => {
                     StageOp::Fill { path: staging, token_url: self.read_token.clone(), xet_hash: hash, size }
@@ -106,9 +97,6 @@ impl Filesystem {
             return self.fail(id, e);
         }
         let before = self.wcc(ino);
-        let limit = self.cfg.writes.memory_limit;
-        let stream_threshold = self.cfg.writes.stream_threshold;
-        let path = self.inodes.path(ino);
         let Some(ws) = self.writes.get_mut(ino) else { return };
         if !ws.ready {
             let req = Request::Write { ino, fh, offset, data, stable };
@@ -116,52 +104,80 @@ impl Filesystem {
         }
         let len = data.len() as u64;
         let end = offset + len;
-        let mut owed = None;
-        if let Body::Memory(chunks) = &mut ws.body {
-            if offset != size {
-                let detail = format!("{path}: streaming mode writes must append (offset {offset}, size {size}); mount with --advanced-writes for random writes");
-                return self.fail(id, FsError::new(Errno::NotSup, "streaming_not_sequential", detail));
-            }
-            if end <= limit {
-                chunks.push(data.clone());
-                let start_stream = matches!(ws.stream, Stream::Waiting) && end >= stream_threshold;
-                let so_far = if start_stream { chunks.clone() } else { Vec::new() };
-                self.writes.touch(ino, now);
-                self.set_size(ino, end);
-                self.touch(ino, true, now);
-                if start_stream {
-                    self.open_stream(ino, so_far);
-                } else if self.stream_accept(ino, &data) {
-                    owed = Some(Wait::Stream(ino));
-                }
-                return self.answer_write(id, ino, len, before, stable, owed, fh.is_none(), now);
-            }
-            // Past the memory limit: move what is buffered to the staging file, then go on there.
-            let mut at = 0;
-            for chunk in std::mem::take(chunks) {
-                let len = chunk.len() as u64;
-                ws.queued_bytes += len;
-                ws.queue.push(StageEdit::Write { offset: at, data: chunk });
-                at += len;
-            }
-            ws.body = Body::Staged;
+        let sequential = match &ws.body {
+            Body::Memory { len: written, .. } => offset >= *written,
+            Body::Staged => true,
+        };
+        if !sequential {
+            // A write going back over what was written: the file moves to a staging file and
+            // takes random writes from now on (uploaded whole when due).
+            self.abort_stream(ino, now);
+            self.spill(ino);
         }
-        // Write-behind: acknowledged once queued, unless too much is already waiting for the
-        // staging file (or for the upload stream, which then owes the reply).
-        if self.stream_accept(ino, &data) {
-            owed = Some(Wait::Stream(ino));
+        let owed = match self.writes.get(ino).map(|ws| matches!(ws.body, Body::Memory { .. })) {
+            Some(true) => self.append_in_memory(ino, offset, data),
+            _ => self.write_staged(ino, offset, data),
+        };
+        self.writes.touch(ino, now);
+        self.set_size(ino, size.max(end));
+        self.touch(ino, true, now);
+        self.answer_write(id, ino, len, before, stable, owed, fh.is_none(), now);
+    }
+
+    /// A write at or past the end of what a memory body holds (a hole in between reads as
+    /// zeros); past the memory limit the content moves to the staging file. Returns what the
+    /// reply must wait for, if anything.
+    fn append_in_memory(&mut self, ino: Ino, offset: u64, data: Bytes) -> Option<Wait> {
+        let (limit, threshold) = (self.cfg.writes.memory_limit, self.cfg.writes.stream_threshold);
+        let end = offset + data.len() as u64;
+        if end > limit {
+            self.spill(ino);
+            return self.write_staged(ino, offset, data);
         }
-        let Some(ws) = self.writes.get_mut(ino) else { return };
+        let ws = self.writes.get_mut(ino)?;
+        let Body::Memory { chunks, len } = &mut ws.body else { return None };
+        chunks.extend(zeros(offset - *len));
+        chunks.push(data.clone());
+        *len = end;
+        if matches!(ws.stream, Stream::Waiting) && end >= threshold {
+            let so_far = chunks.clone();
+            self.open_stream(ino, so_far);
+            return None;
+        }
+        self.stream_accept(ino, offset, &data).then_some(Wait::Stream(ino))
+    }
+
+    /// Write-behind into the staging file: acknowledged once queued, unless too much is already
+    /// waiting for the staging file (or for the upload stream, which then owes the reply).
+    fn write_staged(&mut self, ino: Ino, offset: u64, data: Bytes) -> Option<Wait> {
+        let len = data.len() as u64;
+        let mut owed = self.stream_accept(ino, offset, &data).then_some(Wait::Stream(ino));
+        let ws = self.writes.get_mut(ino)?;
         if owed.is_none() && ws.unapplied_bytes() + len > WRITE_BEHIND_BYTES {
             owed = Some(Wait::EditBatch(ino, ws.next_batch));
         }
         ws.queued_bytes += len;
         ws.queue.push(StageEdit::Write { offset, data });
-        self.writes.touch(ino, now);
-        self.set_size(ino, size.max(end));
-        self.touch(ino, true, now);
         self.send_edits(ino);
-        self.answer_write(id, ino, len, before, stable, owed, fh.is_none(), now);
+        owed
+    }
+
+    /// A memory body moves to the staging file (queued as edits, in order); the stream, if
+    /// any, goes on.
+    fn spill(&mut self, ino: Ino) {
+        let size = self.file_size(ino);
+        let Some(ws) = self.writes.get_mut(ino) else { return };
+        let Body::Memory { chunks, len } = std::mem::replace(&mut ws.body, Body::Staged) else { return };
+        let mut at = 0;
+        for chunk in chunks {
+            let n = chunk.len() as u64;
+            ws.queued_bytes += n;
+            ws.queue.push(StageEdit::Write { offset: at, data: chunk });
+            at += n;
+        }
+        if size > len {
+            ws.queue.push(StageEdit::Truncate { size });
+        }
     }
 
     /// Reply to a write now, once `owed` is satisfied, or (a stable write) once the file is
@@ -236,8 +252,14 @@ impl Filesystem {
             return self.reply_data(id, Bytes::new(), true);
         }
         match &ws.body {
-            Body::Memory(chunks) => {
-                let data = slice_chunks(chunks, offset, end);
+            Body::Memory { chunks, len } => {
+                // Past what was written (a size set in advance) the file reads as zeros.
+                let mut data = slice_chunks(chunks, offset.min(*len), end.min(*len));
+                if end > *len {
+                    let mut padded = BytesMut::from(&data[..]);
+                    padded.resize((end - offset) as usize, 0);
+                    data = padded.freeze();
+                }
                 self.reply_data(id, data, end >= file_size);
             }
             Body::Staged => {
@@ -248,54 +270,99 @@ impl Filesystem {
         }
     }
 
-    /// Set the size of a file being written; `req` (a setattr, with the attributes before) is
-    /// answered with its attributes.
-    pub(crate) fn truncate_written(
-        &mut self,
-        req: Option<(RequestId, &Caller, WccAttr)>,
-        ino: Ino,
-        new_size: u64,
-        now: Instant,
-    ) {
+    /// Set the size of a file being written. On a staging file the change is queued behind
+    /// earlier writes (and behind the fill of its old content), so it applies in order.
+    pub(crate) fn resize(&mut self, ino: Ino, new_size: u64, now: Instant) {
         let size = self.file_size(ino);
-        let path = self.inodes.path(ino);
-        let Some(ws) = self.writes.get_mut(ino) else { return };
-        if !ws.ready {
-            if let Some((id, caller, _)) = req {
-                let set = SetAttr { size: Some(new_size), ..Default::default() };
-                let r = Request::SetAttr { ino, set, guard_ctime: None };
-                self.park(id, Wait::Staging(ino), Then::Redispatch(caller.clone(), r));
-            }
+        if new_size == size {
             return;
         }
-        if new_size == size {
-            return self.answer_attr(req.map(|(id, _, before)| (id, before)), ino);
+        // Cutting into what was streamed: the stream no longer describes the file. (Setting a
+        // size in advance, or shrinking the zeros past what was written, keeps it.)
+        if self.stream_fed(ino).is_some_and(|fed| new_size < fed) {
+            self.abort_stream(ino, now);
         }
-        // The streamed bytes no longer describe the file.
-        self.abort_stream(ino, now);
         let Some(ws) = self.writes.get_mut(ino) else { return };
         match &mut ws.body {
-            Body::Memory(chunks) => {
-                if new_size > size {
-                    let detail = format!("{path}: streaming mode cannot extend a file; mount with --advanced-writes");
-                    if let Some((id, _, _)) = req {
-                        self.fail(id, FsError::new(Errno::NotSup, "streaming_no_extend", detail));
-                    }
-                    return;
+            Body::Memory { chunks, len } => {
+                if new_size < *len {
+                    let kept = slice_chunks(chunks, 0, new_size);
+                    *chunks = if kept.is_empty() { Vec::new() } else { vec![kept] };
+                    *len = new_size;
                 }
-                let kept = slice_chunks(chunks, 0, new_size);
-                *chunks = if kept.is_empty() { Vec::new() } else { vec![kept] };
             }
-            Body::Staged => {
-                // Queued behind earlier writes, so it applies in order.
-                ws.queue.push(StageEdit::Truncate { size: new_size });
-            }
+            Body::Staged => ws.queue.push(StageEdit::Truncate { size: new_size }),
         }
         self.writes.touch(ino, now);
         self.set_size(ino, new_size);
         self.touch(ino, true, now);
         self.send_edits(ino);
-        self.answer_attr(req.map(|(id, _, before)| (id, before)), ino);
+    }
+
+    /// `fallocate`: grow the file (zeros), or zero a range of it. Space cannot be reserved in a
+    /// bucket, so allocating within the size changes nothing.
+    pub(crate) fn fallocate(
+        &mut self,
+        id: RequestId,
+        ino: Ino,
+        range: std::ops::Range<u64>,
+        mode: FallocMode,
+        now: Instant,
+    ) {
+        let size = match self.inodes.get(ino).map(|n| &n.kind) {
+            Some(NodeKind::File { size, .. }) => *size,
+            Some(_) => return self.fail(id, FsError::is_a_directory()),
+            None => return self.fail(id, FsError::not_found()),
+        };
+        let (zero, keep_size) = match mode {
+            FallocMode::Allocate { keep_size } => (false, keep_size),
+            FallocMode::PunchHole => (true, true),
+            FallocMode::ZeroRange { keep_size } => (true, keep_size),
+        };
+        let grows = !keep_size && range.end > size;
+        if !zero && !grows {
+            return self.reply(id, Reply::Empty);
+        }
+        if let Err(e) = self.ensure_write_state(ino, false, now) {
+            return self.fail(id, e);
+        }
+        let zero_end = range.end.min(if keep_size { size } else { range.end });
+        let written = match self.writes.get(ino).map(|ws| &ws.body) {
+            Some(Body::Memory { len, .. }) => *len,
+            _ => 0,
+        };
+        // Zeros where something was written: a staging file gets them as a write (zeros past
+        // what a memory body holds are zeros already).
+        let zeroes_data = zero && range.start < zero_end && (written == 0 || range.start < written);
+        // Zeroing bytes the upload stream already has: it no longer describes the file.
+        if zeroes_data && self.stream_fed(ino).is_some_and(|fed| range.start < fed) {
+            self.abort_stream(ino, now);
+        }
+        if zeroes_data && self.writes.get(ino).is_some_and(|ws| matches!(ws.body, Body::Memory { .. })) {
+            self.spill(ino);
+        }
+        if zeroes_data {
+            if let Some(ws) = self.writes.get_mut(ino) {
+                let mut at = range.start;
+                for piece in zeros(zero_end - range.start) {
+                    let n = piece.len() as u64;
+                    ws.queued_bytes += n;
+                    ws.queue.push(StageEdit::Write { offset: at, data: piece });
+                    at += n;
+                }
+            }
+            self.writes.touch(ino, now);
+            self.touch(ino, true, now);
+            self.send_edits(ino);
+        }
+        if grows {
+            self.resize(ino, range.end, now);
+        }
+        let due = if self.streaming() { now } else { self.debounced_due(ino, now) };
+        if self.writes.get(ino).is_some_and(|ws| ws.writers == 0) {
+            self.upload_due(ino, due);
+        }
+        self.reply(id, Reply::Empty);
     }
 
     pub(crate) fn answer_attr(&mut self, req: Option<(RequestId, WccAttr)>, ino: Ino) {
@@ -392,10 +459,13 @@ impl Filesystem {
 
     /// Forget the write state of a file that is saved, closed and idle.
     pub(crate) fn maybe_drop_write_state(&mut self, ino: Ino, now: Instant) {
-        let idle = self
-            .writes
-            .get(ino)
-            .is_some_and(|ws| ws.writers == 0 && !ws.is_dirty() && ws.edits_applied() && ws.reads == 0 && ws.ready);
+        // A removed file that is still open keeps its state: its content exists nowhere else.
+        let held = self.handles.is_open(ino) && self.inodes.get(ino).is_some_and(|n| n.detached);
+        let idle = !held
+            && self
+                .writes
+                .get(ino)
+                .is_some_and(|ws| ws.writers == 0 && !ws.is_dirty() && ws.edits_applied() && ws.reads == 0 && ws.ready);
         let waiting = [Wait::Staging(ino), Wait::Edits(ino), Wait::Saved(ino), Wait::Stream(ino)]
             .into_iter()
             .any(|w| self.parked.is_waiting(w));

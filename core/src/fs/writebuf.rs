@@ -19,10 +19,25 @@ use super::stream::Stream;
 
 #[derive(Debug)]
 pub(crate) enum Body {
-    /// Streaming mode, until the file outgrows the memory limit.
-    Memory(Vec<Bytes>),
+    /// A new file in streaming mode, while it is written sequentially and fits the memory
+    /// limit: `len` bytes in `chunks` (the file's size may be larger: zeros follow).
+    Memory { chunks: Vec<Bytes>, len: u64 },
     /// The staging file holds the content.
     Staged,
+}
+
+/// One MiB of zeros, sliced (never copied) to stand for the holes of files in memory.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// `n` zero bytes as slices of `ZEROS`.
+pub(crate) fn zeros(mut n: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    while n > 0 {
+        let take = n.min(ZEROS.len() as u64) as usize;
+        out.push(Bytes::from_static(&ZEROS[..take]));
+        n -= take as u64;
+    }
+    out
 }
 
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use fuser::{
 };
 use hfm_core::request::access;
 use hfm_core::{
-    Attr, Caller, CreateHow, DirBudget, FileKind, KernelNotify, Reply, Request, SetAttr, Stability, TimeSet,
+    Attr, Caller, CreateHow, DirBudget, FallocMode, FileKind, KernelNotify, Reply, Request, SetAttr, Stability, TimeSet,
 };
 use hfm_driver::{Handle, ReplySink};
 
@@ -415,6 +415,27 @@ impl fuser::Filesystem for FuseAdapter {
         let data = bytes::Bytes::copy_from_slice(data);
         let req = Request::Write { ino: ino.0, fh: Some(fh.0), offset, data, stable: Stability::Unstable };
         self.submit(from, req, FuseReply::Write(reply));
+    }
+
+    fn fallocate(
+        &self,
+        from: &FuseRequest,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let mode = match mode & !libc::FALLOC_FL_KEEP_SIZE {
+            0 => FallocMode::Allocate { keep_size },
+            libc::FALLOC_FL_PUNCH_HOLE if keep_size => FallocMode::PunchHole,
+            libc::FALLOC_FL_ZERO_RANGE => FallocMode::ZeroRange { keep_size },
+            // Collapsing or inserting ranges is not something a bucket file can do cheaply.
+            _ => return reply.error(Errno::EOPNOTSUPP),
+        };
+        self.submit(from, Request::Fallocate { ino: ino.0, offset, length, mode }, FuseReply::Empty(reply));
     }
 
     fn release(

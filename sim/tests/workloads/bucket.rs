@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use hfm_core::config::{AccessPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::{
-    Caller, CreateHow, DirBudget, DrainOutcome, FileKind, MountConfig, Reply, Request, SetAttr, Stability, TimeSet,
-    ROOT_INO,
+    Caller, CreateHow, DirBudget, DrainOutcome, FallocMode, FileKind, MountConfig, Reply, Request, SetAttr, Stability,
+    TimeSet, ROOT_INO,
 };
 use hfm_sim::{content_hash, Sim, World};
 
@@ -212,16 +212,18 @@ impl Run {
         self.files.insert(path.to_string(), data);
     }
 
-    /// Edit an existing file: in place (advanced, NFS) or rewritten from scratch (streaming).
+    /// Edit an existing file the ways programs do, in every flavour: rewritten from scratch or
+    /// in place, appended to, written past its end (a hole), at random offsets, grown or shrunk
+    /// with truncate, grown or zeroed with fallocate.
     fn edit(&mut self, path: &str) {
         let ino = self.must(path);
-        let (fh, truncate) = match self.flavour {
-            Flavour::Nfs => (None, false),
-            f => {
-                let truncate = f == Flavour::Streaming;
+        let truncate = self.flavour != Flavour::Nfs && self.sim.rng.below(3) == 0;
+        let fh = match self.flavour {
+            Flavour::Nfs => None,
+            _ => {
                 let r = self.call(Request::Open { ino, write: true, truncate });
                 let Reply::Open { fh, .. } = r else { panic!("{}: open {path}: {r:?}", self.ctx) };
-                (Some(fh), truncate)
+                Some(fh)
             }
         };
         let mut data = self.files.get(path).cloned().unwrap_or_default();
@@ -229,28 +231,69 @@ impl Run {
             data.clear();
         }
         for _ in 0..self.sim.rng.below(3) + 1 {
-            let offset = match self.flavour {
-                Flavour::Streaming => data.len(),
-                _ => self.sim.rng.below(data.len() as u64 + 500) as usize,
+            let offset = match self.sim.rng.below(3) {
+                0 => data.len(),
+                1 => data.len() + self.sim.rng.below(3000) as usize,
+                _ => self.sim.rng.below(data.len() as u64 + 1) as usize,
             };
             let chunk = self.random_bytes(2000);
+            if std::env::var("SIM_DEBUG").is_ok() {
+                eprintln!(
+                    "{}: edit {path} (truncate {truncate}) write {offset}+{} (size {})",
+                    self.ctx,
+                    chunk.len(),
+                    data.len()
+                );
+            }
             self.write_at(ino, fh, offset as u64, chunk.clone());
             if data.len() < offset + chunk.len() {
                 data.resize(offset + chunk.len(), 0);
             }
             data[offset..offset + chunk.len()].copy_from_slice(&chunk);
         }
-        let shrink = self.flavour == Flavour::Streaming;
-        if self.sim.rng.below(100) < 30 {
-            let size = if shrink {
-                self.sim.rng.below(data.len() as u64 + 1)
-            } else {
-                self.sim.rng.below(data.len() as u64 + 100)
-            };
-            let set = SetAttr { size: Some(size), ..Default::default() };
-            let r = self.call(Request::SetAttr { ino, set, guard_ctime: None });
-            ok(&self.ctx.clone(), "truncate", &r);
-            data.resize(size as usize, 0);
+        match self.sim.rng.below(6) {
+            0 | 1 => {
+                let size = self.sim.rng.below(data.len() as u64 + 3000);
+                if std::env::var("SIM_DEBUG").is_ok() {
+                    eprintln!("{}: truncate to {size} (size {})", self.ctx, data.len());
+                }
+                let set = SetAttr { size: Some(size), ..Default::default() };
+                let r = self.call(Request::SetAttr { ino, set, guard_ctime: None });
+                ok(&self.ctx.clone(), "truncate", &r);
+                data.resize(size as usize, 0);
+            }
+            2 => {
+                let (offset, length) = (self.sim.rng.below(data.len() as u64 + 100), self.sim.rng.below(4000));
+                let (end, keep_size) = ((offset + length) as usize, self.sim.rng.below(2) == 0);
+                let mode = match self.sim.rng.below(3) {
+                    0 => FallocMode::Allocate { keep_size },
+                    1 => FallocMode::PunchHole,
+                    _ => FallocMode::ZeroRange { keep_size },
+                };
+                if std::env::var("SIM_DEBUG").is_ok() {
+                    eprintln!("{}: fallocate {offset}+{length} {mode:?} (size {})", self.ctx, data.len());
+                }
+                let r = self.call(Request::Fallocate { ino, offset, length, mode });
+                ok(&self.ctx.clone(), "fallocate", &r);
+                let zero_end = match mode {
+                    FallocMode::Allocate { .. } => 0,
+                    FallocMode::PunchHole | FallocMode::ZeroRange { keep_size: true } => end.min(data.len()),
+                    FallocMode::ZeroRange { keep_size: false } => end,
+                };
+                let grows = !matches!(
+                    mode,
+                    FallocMode::PunchHole
+                        | FallocMode::Allocate { keep_size: true }
+                        | FallocMode::ZeroRange { keep_size: true }
+                );
+                if grows && end > data.len() {
+                    data.resize(end, 0);
+                }
+                for b in data.iter_mut().take(zero_end).skip(offset as usize) {
+                    *b = 0;
+                }
+            }
+            _ => {}
         }
         if let Some(fh) = fh {
             let r = self.call(Request::Flush { ino, fh });
@@ -258,6 +301,38 @@ impl Run {
             self.call(Request::Release { fh });
         }
         self.files.insert(path.to_string(), data);
+    }
+
+    /// A checkpoint the way ML libraries write one: a temporary file given its final size in
+    /// advance, written sequentially, closed, then renamed over the target.
+    fn checkpoint(&mut self, target: &str, step: usize) {
+        let (dir, _) = split(target);
+        let tmp = Run::join(dir, &format!(".tmp-{step}"));
+        let (parent, name) = (self.must(dir), split(&tmp).1.to_string());
+        let create =
+            Request::Create { parent, name, mode: 0o644, how: CreateHow::Guarded, open: self.flavour != Flavour::Nfs };
+        let r = self.call(create);
+        let ino = ino_of(&self.ctx, &r);
+        let fh = match r {
+            Reply::Created { fh, .. } => fh,
+            _ => None,
+        };
+        let size = 1000 + self.sim.rng.below(6000);
+        let set = SetAttr { size: Some(size), ..Default::default() };
+        ok(&self.ctx.clone(), "ftruncate", &self.call(Request::SetAttr { ino, set, guard_ctime: None }));
+        let mut data = Vec::new();
+        while (data.len() as u64) < size {
+            let n = (size - data.len() as u64).min(1 + self.sim.rng.below(1500));
+            let chunk: Vec<u8> = (0..n).map(|_| self.sim.rng.next_u64() as u8).collect();
+            self.write_at(ino, fh, data.len() as u64, chunk.clone());
+            data.extend(chunk);
+        }
+        if let Some(fh) = fh {
+            ok_or_outage(&self.ctx.clone(), "close", &self.call(Request::Flush { ino, fh }));
+            self.call(Request::Release { fh });
+        }
+        self.files.insert(tmp.clone(), data);
+        self.rename(&tmp, target);
     }
 
     fn read_back(&mut self, path: &str) {
@@ -415,17 +490,9 @@ impl Run {
         self.read_back(path);
     }
 
-    fn readdir_matches(&mut self, dir: &str) {
+    /// The names a readdir of `dir` shows, page by page.
+    fn list(&mut self, dir: &str) -> BTreeSet<String> {
         let ino = self.must(dir);
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-        let mut want = BTreeSet::new();
-        for p in self.files.keys().chain(self.remote.keys()).chain(self.dirs.iter()) {
-            if let Some(rest) = p.strip_prefix(&prefix) {
-                if !rest.is_empty() {
-                    want.insert(rest.split('/').next().unwrap_or_default().to_string());
-                }
-            }
-        }
         let mut got = BTreeSet::new();
         let mut offset = 0;
         loop {
@@ -444,6 +511,37 @@ impl Run {
         }
         // Symlinks and specials live in the mount only; the model has none in listed dirs.
         got.retain(|n| !n.starts_with("sym") && !n.starts_with("fifo"));
+        got
+    }
+
+    /// A readdir of `dir` shows the model. Local changes show at once; a remote one may take a
+    /// while longer when a re-listing failed (the last listing is served meanwhile).
+    fn readdir_matches(&mut self, dir: &str) {
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let mut want = BTreeSet::new();
+        for p in self.files.keys().chain(self.remote.keys()).chain(self.dirs.iter()) {
+            if let Some(rest) = p.strip_prefix(&prefix) {
+                if !rest.is_empty() {
+                    want.insert(rest.split('/').next().unwrap_or_default().to_string());
+                }
+            }
+        }
+        let remote_only = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
+            a.symmetric_difference(b).all(|n| prefix == "remote/" || (prefix.is_empty() && n == "remote"))
+        };
+        let mut got = self.list(dir);
+        for _ in 0..60 {
+            if got == want || !remote_only(&got, &want) {
+                break;
+            }
+            let until = self.sim.now.saturating_add(Duration::from_secs(1));
+            while self.sim.now < until {
+                if !self.sim.tick() {
+                    self.sim.jump_to_timer();
+                }
+            }
+            got = self.list(dir);
+        }
         if std::env::var("SIM_DEBUG").is_ok() && got != want {
             let keys: Vec<String> = self.sim.world().bucket_contents().keys().cloned().collect();
             eprintln!("{}: bucket has {keys:?}", self.ctx);
@@ -496,7 +594,8 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
     };
     for step in 0..300 {
         run.ctx = format!("seed {seed} step {step} ({flavour:?})");
-        let op = run.sim.rng.below(16);
+        let op = run.sim.rng.below(17);
+        run.sim.verbose = std::env::var("SIM_VERBOSE_STEP").is_ok_and(|v| v == step.to_string());
         if std::env::var("SIM_DEBUG").is_ok() {
             eprintln!(
                 "{} op {op} files {:?}",
@@ -525,12 +624,29 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
                     run.rename(&from, &to);
                 }
             }
+            // Unlink, sometimes while a reader holds the file open: it keeps reading it.
             4 => {
                 let Some(path) = run.pick_file() else { continue };
                 let (dir, name) = split(&path);
                 let parent = run.must(dir);
+                let ino = run.must(&path);
+                let held = (flavour != Flavour::Nfs && run.sim.rng.below(2) == 0).then(|| {
+                    match run.call(Request::Open { ino, write: false, truncate: false }) {
+                        Reply::Open { fh, .. } => fh,
+                        other => panic!("{}: open {path}: {other:?}", run.ctx),
+                    }
+                });
                 ok(&run.ctx.clone(), "unlink", &run.call(Request::Unlink { parent, name: name.into() }));
-                run.files.remove(&path);
+                let old = run.files.remove(&path).unwrap_or_default();
+                if let Some(fh) = held {
+                    for _ in 0..run.sim.rng.below(30) {
+                        run.sim.tick();
+                    }
+                    let r = run.call(Request::Read { ino, fh: Some(fh), offset: 0, size: 1 << 20 });
+                    let Reply::Data { data, .. } = r else { panic!("{}: read of unlinked {path}: {r:?}", run.ctx) };
+                    assert!(data[..] == old[..], "{}: an open file lost its content when unlinked", run.ctx);
+                    run.call(Request::Release { fh });
+                }
             }
             5 => {
                 let Some(path) = run.pick_file() else { continue };
@@ -591,6 +707,13 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
                 }
             }
             10 => run.remote_change(step),
+            16 => {
+                let target = match run.pick_file() {
+                    Some(existing) if run.sim.rng.below(2) == 0 => existing,
+                    _ => Run::join(&run.pick_dir(), &format!("ckpt{step}")),
+                };
+                run.checkpoint(&target, step);
+            }
             11 => {
                 if let Some(path) = run.pick_file() {
                     run.conflict(&path);
@@ -683,6 +806,10 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
         "seed {seed} ({flavour:?}): bucket paths"
     );
     for (p, data) in &want {
+        if got[p] != *data && std::env::var("SIM_DEBUG").is_ok() {
+            let diff = got[p].iter().zip(data.iter()).position(|(a, b)| a != b);
+            eprintln!("{p}: bucket {} bytes, model {} bytes, first difference {diff:?}", got[p].len(), data.len());
+        }
         assert!(got[p] == *data, "seed {seed} ({flavour:?}): {p} differs in the bucket");
     }
     run.sim.trace().digest()
