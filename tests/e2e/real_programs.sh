@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# End to end with real programs writing the way checkpoints, datasets and repositories are
+# written, into a default (streaming) bucket mount, and sqlite3 into an advanced one:
+# safetensors (save, then load through mmap), a checkpoint saved to a temporary file and
+# renamed over the last one, pyarrow parquet, rsync (default and --inplace), git init/add/commit,
+# sqlite3, and editors' saves (sed -i, vi). Then unmount, remount, and everything must read back
+# the same, work the same, and match what the bucket holds (through the Python client).
+# Usage: tests/e2e/real_programs.sh [TARGET_DIR]   needs numpy, safetensors, pyarrow, git, rsync,
+# sqlite3 and vi (.ci/run installs them).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../../target}/release
+source "$here/lib.sh"
+
+start_hubsim
+curl -sf -X POST "$ep/api/buckets/alice/real" -H "authorization: Bearer alice-token" >/dev/null
+mounted s --hf-token alice-token bucket alice/real
+mounted a --hf-token alice-token --advanced-writes --flush-debounce-ms 200 bucket alice/real/db
+m=$work/mnt/s
+
+check "safetensors: save, then load back through mmap" python3 - "$m/ckpt" <<'PY'
+import os, sys
+import numpy as np
+from safetensors.numpy import save_file, load_file
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
+rng = np.random.default_rng(3)
+tensors = {f"layer{i}.weight": rng.standard_normal((256, 256 + i), dtype=np.float32) for i in range(8)}
+save_file(tensors, os.path.join(d, "model.safetensors"))
+back = load_file(os.path.join(d, "model.safetensors"))
+assert all(np.array_equal(back[k], v) for k, v in tensors.items()), "tensors differ"
+PY
+check "a checkpoint saved to a temporary file and renamed over the previous one" python3 - "$m/ckpt" <<'PY'
+import os, sys
+import numpy as np
+from safetensors.numpy import save_file, load_file
+d = sys.argv[1]
+for step in range(3):
+    state = {"step": np.array([step]), "w": np.full((512, 512), step, dtype=np.float32)}
+    tmp = os.path.join(d, f".last.safetensors.{step}.tmp")
+    save_file(state, tmp)
+    os.replace(tmp, os.path.join(d, "last.safetensors"))
+assert load_file(os.path.join(d, "last.safetensors"))["step"][0] == 2
+PY
+check "pyarrow: write a parquet dataset and read it back" python3 - "$m/data" <<'PY'
+import os, sys
+import pyarrow as pa, pyarrow.parquet as pq
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
+t = pa.table({"id": list(range(50_000)), "text": [f"row {i}" for i in range(50_000)]})
+pq.write_table(t, os.path.join(d, "train.parquet"), row_group_size=5000)
+assert pq.read_table(os.path.join(d, "train.parquet")).equals(t)
+PY
+
+mkdir -p "$work/rsrc"; python3 "$here/make_tree.py" "$work/rsrc" 8 0 >/dev/null
+check "rsync -a of a tree" rsync -a "$work/rsrc/" "$m/rsync/"
+python3 - "$work/rsrc/weights/model.safetensors" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(3 << 20); f.write(b"changed in the middle" * 1000)
+PY
+echo "new line" >>"$work/rsrc/README.md"
+check "rsync again after changes (temporary files renamed into place)" rsync -a "$work/rsrc/" "$m/rsync/"
+head -c 100000 /dev/urandom >>"$work/rsrc/weights/model.safetensors"
+check "rsync --inplace (writes in the middle of the existing file)" rsync -a --inplace "$work/rsrc/" "$m/rsync/"
+check "rsync copies read back identical" diff -r "$work/rsrc" "$m/rsync"
+
+git_in() { git -C "$m/repo" -c user.name=e2e -c user.email=e2e@example.com "$@"; }
+check "git init, add, commit inside the mount" bash -c "mkdir -p '$m/repo' && git -C '$m/repo' init -q && cp -r '$here'/*.py '$m/repo/' && git -C '$m/repo' add -A && git -C '$m/repo' -c user.name=e2e -c user.email=e2e@example.com commit -qm first"
+echo "# more" >>"$m/repo/lib.sh" 2>/dev/null || echo "# more" >"$m/repo/extra.txt"
+check "a second commit" bash -c "git -C '$m/repo' add -A && git -C '$m/repo' -c user.name=e2e -c user.email=e2e@example.com commit -qm second"
+check "git log and fsck are happy" bash -c "test \$(git -C '$m/repo' log --oneline | wc -l) -eq 2 && git -C '$m/repo' fsck --strict 2>&1"
+
+check "sqlite3 in an advanced mount: create, insert, update, query" bash -c "sqlite3 '$work/mnt/a/app.db' 'create table t(k integer primary key, v text); begin; insert into t(v) select printf(\"value %d\", value) from generate_series(1, 2000); commit; update t set v = \"updated\" where k % 7 = 0;' 2>&1 && test \$(sqlite3 '$work/mnt/a/app.db' 'select count(*) from t where v = \"updated\"') -eq 285"
+
+printf 'alpha\nbeta\ngamma\n' >"$m/edit.txt"
+check "sed -i (a temporary file renamed over the original)" bash -c "sed -i 's/beta/BETA/' '$m/edit.txt' && grep -qx BETA '$m/edit.txt'"
+check "vi saves a file" bash -c "vi -es -c '%s/gamma/GAMMA/' -c 'wq' '$m/edit.txt' && grep -qx GAMMA '$m/edit.txt'"
+
+echo "# unmount, remount, compare"
+(cd "$m" && find . -type f -print0 | xargs -0 sha256sum | LC_ALL=C sort -k2) >"$work/before.sums"
+(cd "$work/mnt/a" && find . -type f -print0 | xargs -0 sha256sum | sed 's| ./| ./db/|' | LC_ALL=C sort -k2) >>"$work/before.sums"
+LC_ALL=C sort -k2 -o "$work/before.sums" "$work/before.sums"
+for name in s a; do
+  pid=$(pgrep -f "hf-mount-fuse.*mnt/$name\$"); kill -TERM "$pid"
+  for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+done
+mounted s2 --hf-token alice-token bucket alice/real
+m2=$work/mnt/s2
+check "after remount every file reads back the same" bash -c "cd '$m2' && find . -type f -print0 | xargs -0 sha256sum | LC_ALL=C sort -k2 | diff '$work/before.sums' -"
+check "the bucket (through Python) holds exactly that" bash -c "python3 '$here/bucket_api.py' '$ep' alice/real sums | LC_ALL=C sort -k2 | diff '$work/before.sums' -"
+check "after remount: safetensors loads" python3 -c "
+from safetensors.numpy import load_file; import sys
+assert load_file(sys.argv[1])['step'][0] == 2 and len(load_file(sys.argv[2])) == 8" "$m2/ckpt/last.safetensors" "$m2/ckpt/model.safetensors"
+check "after remount: parquet reads" python3 -c "import pyarrow.parquet as pq, sys; assert pq.read_table(sys.argv[1]).num_rows == 50000" "$m2/data/train.parquet"
+check "after remount: git log and fsck" bash -c "test \$(git -C '$m2/repo' log --oneline | wc -l) -eq 2 && git -C '$m2/repo' fsck --strict 2>&1"
+check "after remount: sqlite3 answers" bash -c "test \$(sqlite3 '$m2/db/app.db' 'select count(*) from t') -eq 2000"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
