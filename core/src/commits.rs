@@ -42,6 +42,9 @@ struct Group {
 /// A finished durability group: `Ok`, or the first error of its ops.
 pub type Finished = (u64, Result<(), FsError>);
 
+/// An op that left the queue refused: its path, the op, and the file its add carried.
+pub type RefusedOp = (String, Op, Option<Ino>);
+
 #[derive(Default)]
 pub struct CommitQueue {
     pending: BTreeMap<String, Entry>,
@@ -94,12 +97,16 @@ impl CommitQueue {
         self.pending.get(path).or_else(|| self.in_flight.iter().find(|(p, _)| p == path).map(|(_, e)| e)).map(|e| &e.op)
     }
 
-    /// Whether ops queued (pending or in flight) for paths starting with `prefix` include an
-    /// add, and a delete.
+    /// Whether the latest ops (pending, else in flight) of paths starting with `prefix`
+    /// include an add, and a delete.
     pub fn ops_under(&self, prefix: &str) -> (bool, bool) {
         let pending =
             self.pending.range(prefix.to_string()..).take_while(|(p, _)| p.starts_with(prefix)).map(|(_, e)| e);
-        let flying = self.in_flight.iter().filter(|(p, _)| p.starts_with(prefix)).map(|(_, e)| e);
+        let flying = self
+            .in_flight
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix) && !self.pending.contains_key(p))
+            .map(|(_, e)| e);
         let (mut add, mut delete) = (false, false);
         for e in pending.chain(flying) {
             match e.op {
@@ -127,10 +134,11 @@ impl CommitQueue {
         self.by_age.first().map(|(t, _)| *t)
     }
 
-    /// Move up to `MAX_BATCH` pending ops in flight and return them as batch lines.
-    pub fn take_batch(&mut self) -> Vec<BatchOp> {
+    /// Move up to `limit` (at most `MAX_BATCH`) pending ops in flight and return them as batch
+    /// lines.
+    pub fn take_batch(&mut self, limit: usize) -> Vec<BatchOp> {
         debug_assert!(self.in_flight.is_empty());
-        let paths: Vec<String> = self.pending.keys().take(MAX_BATCH).cloned().collect();
+        let paths: Vec<String> = self.pending.keys().take(limit.clamp(1, MAX_BATCH)).cloned().collect();
         let mut ops = Vec::with_capacity(paths.len());
         for path in paths {
             let entry = self.pending.remove(&path).expect("key just listed");
@@ -144,6 +152,21 @@ impl CommitQueue {
             self.in_flight.push((path, entry));
         }
         ops
+    }
+
+    /// Move the pending op of `path` in flight, alone, and return it as batch lines.
+    pub fn take_path(&mut self, path: &str) -> Vec<BatchOp> {
+        debug_assert!(self.in_flight.is_empty());
+        let Some(entry) = self.pending.remove(path) else { return Vec::new() };
+        self.by_age.remove(&(entry.since, path.to_string()));
+        let line = match &entry.op {
+            Op::Add { xet_hash, mtime_ms, .. } => {
+                BatchOp::Add { path: path.to_string(), xet_hash: xet_hash.clone(), mtime_ms: *mtime_ms }
+            }
+            Op::Delete => BatchOp::Delete { path: path.to_string() },
+        };
+        self.in_flight.push((path.to_string(), entry));
+        vec![line]
     }
 
     /// Every path with an op pending or in flight.
@@ -189,6 +212,39 @@ impl CommitQueue {
         (finished, files)
     }
 
+    /// How many ops the batch in flight holds.
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The batch in flight is to be sent again in smaller pieces: its ops go back to pending
+    /// as they were, waiters included (an op replaced meanwhile hands its waiters on).
+    pub fn requeue_in_flight(&mut self) {
+        for (path, entry) in std::mem::take(&mut self.in_flight) {
+            match self.pending.get_mut(&path) {
+                Some(newer) => newer.groups.extend(entry.groups),
+                None => {
+                    self.by_age.insert((entry.since, path.clone()));
+                    self.pending.insert(path, entry);
+                }
+            }
+        }
+    }
+
+    /// The one op in flight was refused for good: its waiters get `err` and it leaves the
+    /// queue (unless a newer op replaced it). Returns the finished groups and the op.
+    pub fn refuse_in_flight(&mut self, err: &FsError) -> (Vec<Finished>, Option<RefusedOp>) {
+        let mut finished = Vec::new();
+        let mut refused = None;
+        for (path, entry) in std::mem::take(&mut self.in_flight) {
+            self.settle(&entry.groups, Some(err), &mut finished);
+            if !self.pending.contains_key(&path) {
+                refused = Some((path, entry.op, entry.ino));
+            }
+        }
+        (finished, refused)
+    }
+
     fn settle(&mut self, groups: &[u64], err: Option<&FsError>, finished: &mut Vec<Finished>) {
         for id in groups {
             let Some(g) = self.groups.get_mut(id) else { continue };
@@ -196,7 +252,8 @@ impl CommitQueue {
             if let Some(e) = err {
                 g.error.get_or_insert_with(|| e.clone());
             }
-            if g.remaining == 0 {
+            // A failure finishes the group at once: its waiter need not wait for the rest.
+            if g.remaining == 0 || g.error.is_some() {
                 let g = self.groups.remove(id).expect("present");
                 finished.push((*id, g.error.map_or(Ok(()), Err)));
             }
@@ -223,7 +280,7 @@ mod tests {
         assert_eq!(q.oldest(), Some(t));
         let g = q.wait(&["a".into(), "zzz".into()]).expect("waits for a");
         assert!(q.wait(&["nothing".into()]).is_none());
-        let ops = q.take_batch();
+        let ops = q.take_batch(MAX_BATCH);
         assert_eq!(ops.len(), 2);
         assert_eq!(q.oldest(), None);
         assert!(ops.contains(&BatchOp::Add { path: "a".into(), xet_hash: "2".into(), mtime_ms: 0 }));
@@ -239,7 +296,7 @@ mod tests {
         q.push("a".into(), add("1"), Some(4), t);
         q.push("b".into(), add("1"), None, t);
         let g = q.wait(&["a".into(), "b".into()]).unwrap();
-        q.take_batch();
+        q.take_batch(MAX_BATCH);
         q.push("b".into(), Op::Delete, None, t);
         let err = FsError::new(Errno::Io, "x", "");
         let (finished, files) = q.on_failed(&err, Instant::from_nanos(3));
@@ -248,5 +305,25 @@ mod tests {
         assert_eq!(q.latest("a"), Some(&add("1")));
         assert_eq!(q.latest("b"), Some(&Op::Delete));
         assert_eq!(q.oldest(), Some(t));
+    }
+
+    #[test]
+    fn a_batch_splits_and_a_refused_op_leaves_alone() {
+        let mut q = CommitQueue::default();
+        let t = Instant::ZERO;
+        for p in ["a", "b", "c", "d"] {
+            q.push(p.into(), add("1"), None, t);
+        }
+        let g = q.wait(&["a".into(), "d".into()]).unwrap();
+        assert_eq!(q.take_batch(MAX_BATCH).len(), 4);
+        q.requeue_in_flight();
+        assert_eq!(q.take_batch(2).len(), 2, "sent again in halves");
+        q.requeue_in_flight();
+        assert_eq!(q.take_batch(1), vec![BatchOp::Add { path: "a".into(), xet_hash: "1".into(), mtime_ms: 0 }]);
+        let err = FsError::new(Errno::Io, "refused", "");
+        let (finished, refused) = q.refuse_in_flight(&err);
+        assert_eq!(finished, vec![(g, Err(err))], "the waiter of a refused op learns it");
+        assert_eq!(refused.map(|r| r.0), Some("a".to_string()));
+        assert_eq!(q.take_batch(MAX_BATCH).len(), 3, "the others go on");
     }
 }

@@ -264,60 +264,85 @@ pub struct TreeEntry {
     pub mtime_secs: Option<i64>,
 }
 
-#[derive(Deserialize)]
-struct RawLfs {
-    size: Option<u64>,
-}
+/// Files larger than this are not believed (it is past what a JSON number holds exactly).
+pub const MAX_FILE_SIZE: u64 = 1 << 53;
 
-#[derive(Deserialize)]
-struct RawTreeEntry {
-    #[serde(rename = "type")]
-    kind: String,
-    path: String,
-    size: Option<u64>,
-    oid: Option<String>,
-    lfs: Option<RawLfs>,
-    #[serde(rename = "xetHash")]
-    xet_hash: Option<String>,
-    mtime: Option<String>,
+/// Longest path component the mount takes (as `NAME_MAX`).
+const MAX_NAME: usize = 255;
+
+/// One page of a tree listing: the entries that make sense, and a word on each one left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreePage {
+    pub entries: Vec<TreeEntry>,
+    pub skipped: Vec<String>,
 }
 
 fn is_xet_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Parse one tree page. Unknown entry types (e.g. submodules) are skipped; a malformed page is
-/// an error.
-pub fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>, String> {
-    let raw: Vec<RawTreeEntry> = serde_json::from_slice(body).map_err(|e| format!("malformed tree page: {e}"))?;
-    let mut out = Vec::with_capacity(raw.len());
-    for e in raw {
-        let kind = match e.kind.as_str() {
-            "directory" => TreeEntryKind::Directory,
-            "file" => {
-                let size = e
-                    .lfs
-                    .as_ref()
-                    .and_then(|l| l.size)
-                    .or(e.size)
-                    .ok_or_else(|| format!("tree entry {:?} has no size", e.path))?;
-                let source = match e.xet_hash {
-                    Some(h) if !h.is_empty() => {
-                        if !is_xet_hash(&h) {
-                            return Err(format!("tree entry {:?} has an invalid xetHash", e.path));
-                        }
-                        ContentSource::Xet { hash: h.to_ascii_lowercase() }
-                    }
-                    _ => ContentSource::Regular { oid: e.oid.unwrap_or_default() },
-                };
-                TreeEntryKind::File { size, source }
-            }
-            _ => continue,
-        };
-        let mtime_secs = e.mtime.as_deref().and_then(parse_rfc3339);
-        out.push(TreeEntry { path: e.path, kind, mtime_secs });
+/// A path of real names: not empty, relative, no empty, `.` or `..` component, no NUL, no
+/// component longer than a name may be.
+pub fn is_clean_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0') && c.len() <= MAX_NAME)
+}
+
+/// One entry of a tree page, or why it is left out.
+fn tree_entry(e: &serde_json::Value) -> Result<Option<TreeEntry>, String> {
+    let path = e.get("path").and_then(|p| p.as_str()).ok_or("an entry without a path")?;
+    let shown: String = path.chars().take(80).collect();
+    if !is_clean_path(path) {
+        return Err(format!("{shown:?}: not a valid path"));
     }
-    Ok(out)
+    let kind = match e.get("type").and_then(|t| t.as_str()) {
+        Some("directory") => TreeEntryKind::Directory,
+        Some("file") => {
+            let size = e.get("lfs").and_then(|l| l.get("size")).or_else(|| e.get("size"));
+            let size = match size.and_then(|s| s.as_u64()) {
+                Some(n) if n <= MAX_FILE_SIZE => n,
+                _ => {
+                    return Err(format!(
+                        "{shown:?}: no believable size ({})",
+                        size.map_or("none".into(), |s| s.to_string())
+                    ))
+                }
+            };
+            let source = match e.get("xetHash").and_then(|h| h.as_str()) {
+                Some(h) if !h.is_empty() => {
+                    if !is_xet_hash(h) {
+                        return Err(format!("{shown:?}: an invalid xetHash"));
+                    }
+                    ContentSource::Xet { hash: h.to_ascii_lowercase() }
+                }
+                _ => ContentSource::Regular {
+                    oid: e.get("oid").and_then(|o| o.as_str()).unwrap_or_default().to_string(),
+                },
+            };
+            TreeEntryKind::File { size, source }
+        }
+        // Submodules and types to come: not files the mount can show.
+        Some(_) => return Ok(None),
+        None => return Err(format!("{shown:?}: no type")),
+    };
+    let mtime_secs = e.get("mtime").and_then(|m| m.as_str()).and_then(parse_rfc3339);
+    Ok(Some(TreeEntry { path: path.to_string(), kind, mtime_secs }))
+}
+
+/// Parse one tree page. A page that is not a JSON array is an error; entries that make no
+/// sense (a path leaving its directory, a name too long, an absurd size, a bad hash) are left
+/// out, each with a reason, and the rest of the page is used.
+pub fn parse_tree_page(body: &[u8]) -> Result<TreePage, String> {
+    let raw: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| format!("malformed tree page: {e}"))?;
+    let mut page = TreePage { entries: Vec::with_capacity(raw.len()), skipped: Vec::new() };
+    for e in &raw {
+        match tree_entry(e) {
+            Ok(Some(entry)) => page.entries.push(entry),
+            Ok(None) => {}
+            Err(why) => page.skipped.push(why),
+        }
+    }
+    Ok(page)
 }
 
 /// The `rel="next"` URL of a `Link` header, if any.
@@ -571,7 +596,7 @@ mod tests {
         let body = br#"[{"type":"file","oid":"abc","size":5,"path":"a.txt"},
             {"type":"file","oid":"def","size":132,"path":"big.bin","lfs":{"oid":"x","size":999,"pointerSize":132},"xetHash":"AB00000000000000000000000000000000000000000000000000000000000000"},
             {"type":"directory","oid":"t","size":0,"path":"sub"},{"type":"submodule","path":"s"}]"#;
-        let e = parse_tree_page(body).unwrap();
+        let e = parse_tree_page(body).unwrap().entries;
         assert_eq!(e.len(), 3);
         assert_eq!(
             e[1].kind,
@@ -579,8 +604,19 @@ mod tests {
         );
         assert_eq!(e[2].kind, TreeEntryKind::Directory);
         assert!(parse_tree_page(b"{}").is_err());
-        assert!(parse_tree_page(br#"[{"type":"file","path":"x"}]"#).is_err());
-        assert!(parse_tree_page(br#"[{"type":"file","path":"x","size":1,"xetHash":"zz"}]"#).is_err());
+        // Hostile entries are left out, each with a reason; the rest of the page stands.
+        let hostile = format!(
+            r#"[{{"type":"file","path":"x"}},{{"type":"file","path":"y","size":1,"xetHash":"zz"}},
+            {{"type":"file","path":"../up","size":1}},{{"type":"file","path":"/abs","size":1}},
+            {{"type":"file","path":"a//b","size":1}},{{"type":"file","path":"a/./b","size":1}},
+            {{"type":"file","path":"nul\u0000","size":1}},{{"type":"file","path":"{}","size":1}},
+            {{"type":"file","path":"neg","size":-5}},{{"type":"file","path":"huge","size":9223372036854775808}},
+            {{"type":"directory"}},{{"path":"notype","size":1}},{{"type":"file","path":"ok.txt","size":3}}]"#,
+            "n".repeat(256)
+        );
+        let page = parse_tree_page(hostile.as_bytes()).unwrap();
+        assert_eq!(page.entries.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["ok.txt"]);
+        assert_eq!(page.skipped.len(), 12, "{:?}", page.skipped);
     }
 
     #[test]

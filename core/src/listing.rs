@@ -24,6 +24,8 @@ struct Dir {
     loaded_at: Option<Instant>,
     /// Children of a listing in progress.
     fetching: Option<Vec<Ino>>,
+    /// Names that listing has shown so far.
+    fetched_names: Set<String>,
 }
 
 #[derive(Default)]
@@ -66,6 +68,7 @@ impl Listings {
             Need::Wait
         } else {
             d.fetching = Some(Vec::new());
+            d.fetched_names.clear();
             Need::StartFetch
         }
     }
@@ -77,6 +80,7 @@ impl Listings {
             return false;
         }
         d.fetching = Some(Vec::new());
+        d.fetched_names.clear();
         true
     }
 
@@ -108,6 +112,14 @@ impl Listings {
         self.dirs.get(&dir).map_or(0, |d| d.children.len())
     }
 
+    /// Is this the first time the listing in progress shows `name`?
+    pub fn first_sighting(&mut self, dir: Ino, name: &str) -> bool {
+        match self.dirs.get_mut(&dir) {
+            Some(d) => d.fetched_names.insert(name.to_string()),
+            None => true,
+        }
+    }
+
     /// Append one page's children (already inserted in the inode table).
     pub fn add_page(&mut self, dir: Ino, inos: impl IntoIterator<Item = Ino>) {
         if let Some(fetching) = self.dirs.get_mut(&dir).and_then(|d| d.fetching.as_mut()) {
@@ -117,7 +129,9 @@ impl Listings {
 
     /// The last page arrived: returns what it listed; the caller merges and calls `set_loaded`.
     pub fn take_fetched(&mut self, dir: Ino) -> Vec<Ino> {
-        self.dirs.get_mut(&dir).and_then(|d| d.fetching.take()).unwrap_or_default()
+        let Some(d) = self.dirs.get_mut(&dir) else { return Vec::new() };
+        d.fetched_names.clear();
+        d.fetching.take().unwrap_or_default()
     }
 
     /// Install `children` (kept in their old cookie order, new ones appended) as the loaded
@@ -171,6 +185,7 @@ impl Listings {
     pub fn keep_stale(&mut self, dir: Ino, now: Instant) {
         if let Some(d) = self.dirs.get_mut(&dir) {
             d.fetching = None;
+            d.fetched_names.clear();
             d.loaded_at = Some(now);
         }
     }
@@ -179,6 +194,7 @@ impl Listings {
     pub fn fail(&mut self, dir: Ino) {
         if let Some(d) = self.dirs.get_mut(&dir) {
             d.fetching = None;
+            d.fetched_names.clear();
         }
     }
 }

@@ -24,6 +24,37 @@ fn query(q: &str, name: &str) -> Option<String> {
     q.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
 }
 
+/// Entries a hostile or broken Hub adds to a listing of `prefix`: paths leaving the directory,
+/// empty components, NUL, a name too long, absurd sizes, a bad hash, no type, and the first
+/// real entry again as another type. A mount must leave them all out.
+fn hostile_entries(prefix: &str, real: &[Value]) -> Vec<Value> {
+    let long = "n".repeat(300);
+    let mut out: Vec<Value> = [
+        format!("{prefix}../victim.txt"),
+        format!("{prefix}x/../../other.txt"),
+        format!("/{prefix}abs.txt"),
+        format!("{prefix}a//b"),
+        format!("{prefix}./dot"),
+        format!("{prefix}nul\0name"),
+        format!("{prefix}{long}"),
+    ]
+    .into_iter()
+    .map(|path| json!({ "type": "file", "path": path, "size": 1, "xetHash": EMPTY_FILE_HASH }))
+    .collect();
+    out.push(json!({ "type": "file", "path": format!("{prefix}negative"), "size": -5 }));
+    out.push(json!({ "type": "file", "path": format!("{prefix}huge"), "size": 9_223_372_036_854_775_808u64 }));
+    out.push(json!({ "type": "file", "path": format!("{prefix}badhash"), "size": 1, "xetHash": "zz" }));
+    out.push(json!({ "path": format!("{prefix}notype"), "size": 1 }));
+    if let Some(first) = real.first() {
+        let mut twin = first.clone();
+        let flipped = if twin["type"] == "directory" { json!("file") } else { json!("directory") };
+        twin["type"] = flipped;
+        twin["size"] = json!(0);
+        out.push(twin);
+    }
+    out
+}
+
 /// One page of `entries` for request `url` (`limit`, `cursor`), with the next page's `Link`.
 fn page(url: &str, q: &str, entries: Vec<Value>) -> Completion {
     let limit: usize = query(q, "limit").and_then(|l| l.parse().ok()).unwrap_or(1000).max(1);
@@ -41,6 +72,13 @@ fn page(url: &str, q: &str, entries: Vec<Value>) -> Completion {
 impl World {
     pub(crate) fn get(&mut self, url: &str) -> Completion {
         let Some(rest) = url.strip_prefix(ENDPOINT) else { return not_found("UnknownHost") };
+        // A broken proxy: now and then a listing arrives cut short.
+        if self.hostile && rest.contains("/tree") {
+            self.listings_served += 1;
+            if self.listings_served.is_multiple_of(11) {
+                return http(200, vec![], "[{\"type\":\"file\",\"pa".into());
+            }
+        }
         let (path, q) = rest.split_once('?').unwrap_or((rest, ""));
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segs.as_slice() {
@@ -95,6 +133,10 @@ impl World {
                         None => entries.push(json!({ "type": "file", "oid": "x", "size": data.len(), "path": path })),
                     }
                 }
+                if self.hostile {
+                    let extra = hostile_entries(&prefix, &entries);
+                    entries.extend(extra);
+                }
                 page(url, q, entries)
             }
             _ => not_found("NotARoute"),
@@ -130,6 +172,11 @@ impl World {
                             entries.push(json!({ "type": "file", "path": path, "size": size, "xetHash": hash }));
                         }
                     }
+                }
+                if self.hostile {
+                    let dir = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+                    let extra = hostile_entries(&dir, &entries);
+                    entries.extend(extra);
                 }
                 page(url, q, entries)
             }

@@ -193,8 +193,13 @@ impl Sim {
     fn collect(&mut self) {
         while let Some((id, effect)) = self.driver.poll_effect() {
             if self.verbose {
-                let shown = format!("{effect:?}");
-                eprintln!("  effect {} {}", id.0, &shown[..shown.len().min(160)]);
+                let shown = match &effect {
+                    Effect::HubPost { body, .. } => {
+                        format!("POST {}", String::from_utf8_lossy(body).replace('\n', " | "))
+                    }
+                    other => format!("{other:?}").chars().take(160).collect(),
+                };
+                eprintln!("  effect {} {shown}", id.0);
             }
             self.shared().trace.effect(id, &effect);
             let answer = matches!(effect, Effect::HubGet { .. }).then(|| self.exec.world().execute(&effect));

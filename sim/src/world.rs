@@ -107,6 +107,9 @@ pub struct World {
     pub streams: BTreeMap<u64, Vec<u8>>,
     /// Hub calls answered (not CAS or disk).
     pub hub_calls: u64,
+    /// Listings carry hostile entries, and every 11th arrives cut short.
+    pub hostile: bool,
+    pub(crate) listings_served: u64,
 }
 
 impl World {

@@ -60,7 +60,9 @@ check "a listing that keeps failing is EIO" bash -c "ls '$work/mnt/faults/nested
 curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
 check "a failed listing is not cached: it works once the Hub recovers" test -f "$work/mnt/faults/nested/d0/d1/file-2.txt"
 fault '{"path_contains":"/tree/","count":1,"body":"{not json"}'
-check "a malformed tree page is EIO, not a crash" bash -c "ls '$work/mnt/faults/many' 2>&1 | grep -q 'Input/output error'"
+check "a tree page cut short once is retried away" test -f "$work/mnt/faults/nested/d0/d1/d2/file-3.txt"
+fault '{"path_contains":"/tree/","count":5,"body":"{not json"}'
+check "a tree page that stays malformed is EIO, not a crash" bash -c "ls '$work/mnt/faults/many' 2>&1 | grep -q 'Input/output error'"
 check "the mount survives bad responses" test -f "$work/mnt/faults/many/entry-00001.json"
 fault '{"path_contains":"/resolve/","count":2,"status":500}'
 check "regular file reads retry a failing Hub" diff "$work/v2/README.md" "$work/mnt/faults/README.md"

@@ -185,18 +185,29 @@ impl Filesystem {
         self.hub_get(Purpose::ListPage { dir }, url);
     }
 
-    pub(crate) fn on_page(&mut self, dir: Ino, entries: Vec<hub::TreeEntry>, next: Option<String>, now: Instant) {
+    pub(crate) fn on_page(&mut self, dir: Ino, page: hub::TreePage, next: Option<String>, now: Instant) {
         let dir_path = self.inodes.path(dir);
-        let mut page = Vec::with_capacity(entries.len());
-        for entry in entries {
+        let mut skipped = page.skipped;
+        let mut inos = Vec::with_capacity(page.entries.len());
+        for entry in page.entries {
             let Some(name) = child_name(&dir_path, &entry.path) else {
                 continue;
             };
+            // A name listed twice: the first stands.
+            if !self.listings.first_sighting(dir, name) {
+                skipped.push(format!("{:?}: listed twice", entry.path));
+                continue;
+            }
             if let Some(ino) = self.merge_entry(dir, name, &entry) {
-                page.push(ino);
+                inos.push(ino);
             }
         }
-        self.listings.add_page(dir, page);
+        if let Some(first) = skipped.first() {
+            let shown = if dir_path.is_empty() { "/" } else { dir_path.as_str() };
+            let more = if skipped.len() > 1 { format!(" (and {} more)", skipped.len() - 1) } else { String::new() };
+            self.log(LogLevel::Warn, format!("listing {shown}: left out an entry the Hub sent: {first}{more}"));
+        }
+        self.listings.add_page(dir, inos);
         match next {
             Some(url) if self.cfg.urls.is_same_origin(&url) => {
                 self.hub_get(Purpose::ListPage { dir }, url);

@@ -57,6 +57,9 @@ use parked::{Parked, Then, Wait};
 
 pub use mount::MountInfo;
 
+/// A log line repeated within this is counted instead of written again.
+const LOG_REPEAT_WINDOW: Duration = Duration::from_secs(60);
+
 /// Longest file name the mount accepts.
 pub(crate) const NAME_MAX: usize = 255;
 
@@ -125,6 +128,7 @@ pub enum DrainOutcome {
 #[derive(Default)]
 pub(crate) struct Drain {
     pub active: bool,
+    started: Instant,
     deadline: Option<Instant>,
 }
 
@@ -180,6 +184,8 @@ pub struct Filesystem {
     pub(crate) stale: crate::collections::Set<Ino>,
     /// The time of the input being handled.
     pub(crate) now: Instant,
+    /// Log lines said lately: when, and how often repeated since.
+    recent_logs: std::collections::BTreeMap<String, (Instant, u32)>,
     pub(crate) rng: Rng,
     pub(crate) out: Outputs,
     pub(crate) stats: Stats,
@@ -221,6 +227,7 @@ impl Filesystem {
             breakers: Breakers::default(),
             stale: Default::default(),
             now: Instant::ZERO,
+            recent_logs: Default::default(),
             rng: Rng::new(cfg.seed),
             out: Outputs::default(),
             stats: Stats::default(),
@@ -248,7 +255,7 @@ impl Filesystem {
 
     /// True while something written is not yet committed to the bucket.
     pub fn has_unsaved(&self) -> bool {
-        self.writes.any_dirty() || !self.commits.queue.is_empty()
+        self.writes.any_dirty() || !self.commits.is_idle()
     }
 
     /// Changes every time a mount starts (`MountConfig::verifier`): NFS clients resend
@@ -328,8 +335,9 @@ impl Filesystem {
     /// at most `limit`; `poll_drained` then says whether everything was saved.
     pub fn begin_drain(&mut self, now: Instant, limit: Duration) {
         self.now = self.now.max(now);
-        self.drain = Drain { active: true, deadline: Some(now.saturating_add(limit)) };
+        self.drain = Drain { active: true, started: now, deadline: Some(now.saturating_add(limit)) };
         self.commits.not_before = None;
+        self.commits.retry_refused_now(now);
         if self.is_mounted() {
             self.all_due(now);
         }
@@ -361,8 +369,15 @@ impl Filesystem {
             self.maybe_commit(now);
         }
         let Some(deadline) = self.drain.deadline else { return };
+        let refused_again = !self.writes.any_dirty()
+            && self.commits.only_refused_left()
+            && self.commits.refused_retried_since(self.drain.started);
         let outcome = if !self.has_unsaved() {
             DrainOutcome::Drained
+        } else if refused_again {
+            let paths = self.commits.refused_paths().join(", ");
+            self.log(LogLevel::Warn, format!("unmounting: the Hub still refuses {paths}; not in the bucket"));
+            DrainOutcome::GaveUp
         } else if now >= deadline {
             DrainOutcome::GaveUp
         } else {
@@ -573,9 +588,13 @@ impl Filesystem {
     fn on_success(&mut self, id: EffectId, flight: Flight, completion: Completion, now: Instant) {
         match flight.purpose {
             Purpose::Mount(step) => self.on_mount_step(step, Ok(completion), now),
+            // A page cut short or garbled is more often a broken connection than a broken Hub:
+            // it is retried like one.
             Purpose::ListPage { dir } => match tree_page(completion) {
-                Ok((entries, next)) => self.on_page(dir, entries, next, now),
-                Err(e) => self.fail_listing(dir, e),
+                Ok((page, next)) => self.on_page(dir, page, next, now),
+                Err(e) => {
+                    self.on_failure(id, Flight { purpose: Purpose::ListPage { dir }, ..flight }, malformed(e), now)
+                }
             },
             Purpose::Fetch { ino, range } => match completion {
                 Completion::Bytes(data) => {
@@ -613,8 +632,8 @@ impl Filesystem {
                 other => self.on_poll(Err(unexpected(&other)), now),
             },
             Purpose::Scan { dir } => match tree_page(completion) {
-                Ok((entries, next)) => self.on_scan_page(dir, entries, next, now),
-                Err(e) => self.fail_scan(dir, e),
+                Ok((page, next)) => self.on_scan_page(dir, page, next, now),
+                Err(e) => self.on_failure(id, Flight { purpose: Purpose::Scan { dir }, ..flight }, malformed(e), now),
             },
         }
     }
@@ -639,7 +658,12 @@ impl Filesystem {
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Err(err), now),
             Purpose::Upload { files } => self.on_upload_failed(files, err, now),
             Purpose::Stream { ino, step } => self.on_stream(ino, step, Err(err), now),
-            Purpose::Commit => self.on_commit_failed(err, now),
+            Purpose::Commit => {
+                // A 4xx about the request itself: something in the batch is refused for good.
+                let refused =
+                    failure.kind == FailureKind::Permanent && matches!(failure.status, Some(400 | 409 | 413 | 422));
+                self.on_commit_failed(err, refused, now)
+            }
             Purpose::Poll => self.on_poll(Err(err), now),
             Purpose::Scan { dir } => self.fail_scan(dir, err),
         }
@@ -655,7 +679,28 @@ impl Filesystem {
         self.reply(id, Reply::Error(err));
     }
 
+    /// Log a line about background work; the same line again within `LOG_REPEAT_WINDOW` is
+    /// counted, not repeated (said with the count the next time it comes up).
     pub(crate) fn log(&mut self, level: LogLevel, line: String) {
+        let now = self.now;
+        match self.recent_logs.get_mut(&line) {
+            Some((at, repeats)) if now.saturating_duration_since(*at) < LOG_REPEAT_WINDOW => {
+                *repeats += 1;
+                return;
+            }
+            Some((at, repeats)) => {
+                let said = if *repeats > 0 { format!("{line} (and {repeats} times more since)") } else { line.clone() };
+                *at = now;
+                *repeats = 0;
+                self.out.logs.push_back((level, said));
+                return;
+            }
+            None => {}
+        }
+        if self.recent_logs.len() >= 512 {
+            self.recent_logs.retain(|_, (at, _)| now.saturating_duration_since(*at) < LOG_REPEAT_WINDOW);
+        }
+        self.recent_logs.insert(line.clone(), (now, 0));
         self.out.logs.push_back((level, line));
     }
 
@@ -669,12 +714,17 @@ impl Filesystem {
 }
 
 /// A tree page's entries and its next-page link, from a successful listing response.
-pub(crate) fn tree_page(completion: Completion) -> Result<(Vec<hub::TreeEntry>, Option<String>), FsError> {
+pub(crate) fn tree_page(completion: Completion) -> Result<(hub::TreePage, Option<String>), FsError> {
     let Completion::Http(resp) = completion else { return Err(unexpected(&completion)) };
     let next = resp.header("link").and_then(hub::next_link);
     hub::parse_tree_page(&resp.body)
         .map(|entries| (entries, next))
         .map_err(|e| FsError::new(Errno::Io, "bad_hub_response", format!("HTTP {}: {e}", resp.status)))
+}
+
+/// A response that did not parse, as a failure worth retrying.
+fn malformed(e: FsError) -> EffectFailure {
+    EffectFailure::new(FailureKind::Transient, None, format!("malformed response: {}", e.detail))
 }
 
 pub(crate) fn unexpected(c: &Completion) -> FsError {

@@ -35,7 +35,7 @@ impl Filesystem {
     /// Does `ino` carry local changes a listing must not overwrite?
     fn has_local_changes(&self, ino: Ino) -> bool {
         let Some(node) = self.inodes.get(ino) else { return false };
-        node.local || self.writes.has(ino) || self.commits.queue.latest(&self.inodes.path(ino)).is_some()
+        node.local || self.writes.has(ino) || self.commits.is_changing(&self.inodes.path(ino))
     }
 
     /// Was `path` committed after `dir`'s listing was requested? Then the listing may show

@@ -436,9 +436,17 @@ impl Filesystem {
     /// Send `reply` once `ino`'s queued commit ops (every queued op, for a directory) are in
     /// the bucket.
     pub(crate) fn answer_when_committed(&mut self, id: RequestId, ino: Ino, reply: Reply) {
+        let now = self.now;
         let paths = match self.inodes.get(ino).map(|n| &n.kind) {
-            Some(NodeKind::Dir) => self.commits.queue.paths(),
-            _ => vec![self.inodes.path(ino)],
+            Some(NodeKind::Dir) => {
+                self.commits.requeue_refused(None, now);
+                self.commits.queue.paths()
+            }
+            _ => {
+                let path = self.inodes.path(ino);
+                self.commits.requeue_refused(Some(&path), now);
+                vec![path]
+            }
         };
         match self.commits.queue.wait(&paths) {
             Some(group) => self.park(id, Wait::Committed(group), Then::Answer(reply)),

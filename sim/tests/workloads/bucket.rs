@@ -38,6 +38,10 @@ struct Run {
     dirs: BTreeSet<String>,
     /// Files a remote client wrote under `remote/` (the mount never changes them).
     remote: BTreeMap<String, Vec<u8>>,
+    /// Files (also in `files`) at paths the Hub refuses: left alone by the other ops.
+    refused: BTreeSet<String>,
+    /// A file at a refused path is being written: stable writes may report the refusal.
+    writing_refused: bool,
     caller: Caller,
     ctx: String,
 }
@@ -119,7 +123,7 @@ impl Run {
     }
 
     fn pick_file(&mut self) -> Option<String> {
-        let names: Vec<&String> = self.files.keys().collect();
+        let names: Vec<&String> = self.files.keys().filter(|p| !self.refused.contains(*p)).collect();
         (!names.is_empty()).then(|| names[self.sim.rng.below(names.len() as u64) as usize].clone())
     }
 
@@ -148,9 +152,10 @@ impl Run {
     fn write_with(&mut self, ino: u64, fh: Option<u64>, offset: u64, data: Vec<u8>, stable: Stability) {
         let r = self.call(Request::Write { ino, fh, offset, data: Bytes::from(data), stable });
         let ctx = self.ctx.clone();
+        let refusal = matches!(&r, Reply::Error(e) if e.detail.contains("the Hub refuses"));
         if stable == Stability::Unstable {
             ok(&ctx, "write", &r);
-        } else {
+        } else if !(self.writing_refused && refusal) {
             ok_or_outage(&ctx, "stable write", &r);
         }
         if let Reply::Written { committed, .. } = r {
@@ -160,6 +165,12 @@ impl Run {
 
     /// Create `path` and write it sequentially (close included, as the flavour does it).
     fn create(&mut self, path: &str) {
+        let closed = self.create_unchecked(path);
+        ok_or_outage(&self.ctx.clone(), "close", &closed);
+    }
+
+    /// `create` without judging what close answered; returns that answer.
+    fn create_unchecked(&mut self, path: &str) -> Reply {
         let (dir, name) = split(path);
         let parent = self.must(dir);
         let mut data = Vec::new();
@@ -204,12 +215,61 @@ impl Run {
                     self.write_at(attr.ino, Some(fh), data.len() as u64, chunk.clone());
                     data.extend(chunk);
                 }
-                let r = self.call(Request::Flush { ino: attr.ino, fh });
-                ok_or_outage(&self.ctx.clone(), "close", &r);
+                let closed = self.call(Request::Flush { ino: attr.ino, fh });
                 self.call(Request::Release { fh });
+                self.files.insert(path.to_string(), data);
+                return closed;
             }
         }
         self.files.insert(path.to_string(), data);
+        Reply::Empty
+    }
+
+    /// A file at a path the Hub refuses: close (streaming) or fsync says so and names it, the
+    /// file stays in the mount as written, and every other file still commits. Half the time
+    /// the Hub is made to accept it at once and an fsync commits it; otherwise it stays
+    /// refused until the end of the run.
+    fn refused_path(&mut self, step: usize) {
+        let path = Run::join(&self.pick_dir(), &format!("refused{step}"));
+        self.sim.world().bucket.as_mut().expect("a bucket").refused.push(path.clone());
+        self.writing_refused = true;
+        let closed = self.create_unchecked(&path);
+        self.writing_refused = false;
+        let is_refusal =
+            |r: &Reply| matches!(r, Reply::Error(e) if e.errno == hfm_core::Errno::Io && e.detail.contains(&path));
+        if self.flavour == Flavour::Streaming {
+            assert!(
+                is_refusal(&closed) || ok_or_outage(&self.ctx, "close", &closed),
+                "{}: close: {closed:?}",
+                self.ctx
+            );
+        } else {
+            ok(&self.ctx, "close", &closed);
+        }
+        let ino = self.must(&path);
+        let req = match self.flavour {
+            Flavour::Nfs => Request::Commit { ino, range: 0..0 },
+            _ => Request::Fsync { ino },
+        };
+        let mut answer = self.call(req.clone());
+        for _ in 0..20 {
+            if is_refusal(&answer) {
+                break;
+            }
+            assert!(!ok_or_outage(&self.ctx.clone(), "fsync", &answer), "{}: fsync of {path} succeeded", self.ctx);
+            answer = self.call(req.clone());
+        }
+        assert!(is_refusal(&answer), "{}: fsync of refused {path}: {answer:?}", self.ctx);
+        self.read_back(&path);
+        self.refused.insert(path.clone());
+        if let Some(other) = self.pick_file() {
+            self.sync(&other);
+        }
+        if self.sim.rng.below(2) == 0 {
+            self.sim.world().bucket.as_mut().expect("a bucket").refused.retain(|p| *p != path);
+            self.refused.remove(&path);
+            self.sync(&path);
+        }
     }
 
     /// Edit an existing file the ways programs do, in every flavour: rewritten from scratch or
@@ -553,6 +613,9 @@ impl Run {
 /// One seed of the bucket workload in one flavour; returns the run's trace digest.
 pub fn run(seed: u64, flavour: Flavour) -> u64 {
     let mut world = World::with_bucket("sim/b");
+    // Every third seed talks to a hostile Hub: listings carry entries that must be left out,
+    // and some arrive cut short.
+    world.hostile = seed.is_multiple_of(3);
     let mut files = BTreeMap::new();
     for i in 0..4 {
         let data: Vec<u8> = (0..(seed * 37 + i * 500) % 3000).map(|j| (j * 7 + i) as u8).collect();
@@ -589,12 +652,14 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
         files,
         dirs: BTreeSet::from(["d".to_string()]),
         remote: BTreeMap::new(),
+        refused: BTreeSet::new(),
+        writing_refused: false,
         caller: Caller::new(OWNER, OWNER),
         ctx: String::new(),
     };
     for step in 0..300 {
         run.ctx = format!("seed {seed} step {step} ({flavour:?})");
-        let op = run.sim.rng.below(17);
+        let op = run.sim.rng.below(18);
         run.sim.verbose = std::env::var("SIM_VERBOSE_STEP").is_ok_and(|v| v == step.to_string());
         if std::env::var("SIM_DEBUG").is_ok() {
             eprintln!(
@@ -707,6 +772,7 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
                 }
             }
             10 => run.remote_change(step),
+            17 => run.refused_path(step),
             16 => {
                 let target = match run.pick_file() {
                     Some(existing) if run.sim.rng.below(2) == 0 => existing,
@@ -794,6 +860,20 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
     // Unmount: drain everything, without faults, then the bucket is the model.
     run.sim.faults_on = false;
     run.sim.jump_percent = 0;
+    if !run.refused.is_empty() {
+        // Paths still refused: the drain tries each once more and gives up on them at once,
+        // without waiting out its deadline; the rest is in the bucket.
+        let started = run.sim.now;
+        let outcome = run.sim.drain(Duration::from_secs(3600));
+        assert_eq!(outcome, DrainOutcome::GaveUp, "seed {seed} ({flavour:?}): drain with refused paths");
+        let waited = run.sim.now.saturating_duration_since(started);
+        assert!(waited < Duration::from_secs(600), "seed {seed}: the drain waited {waited:?} for refused paths");
+        let got = run.sim.world().bucket_contents();
+        for path in &run.refused {
+            assert!(!got.contains_key(path), "seed {seed}: refused {path} is in the bucket");
+        }
+        run.sim.world().bucket.as_mut().expect("a bucket").refused.clear();
+    }
     let outcome = run.sim.drain(Duration::from_secs(3600));
     assert_eq!(outcome, DrainOutcome::Drained, "seed {seed} ({flavour:?}): drain");
     assert!(!run.sim.filesystem().has_unsaved(), "seed {seed}: unsaved changes after the drain");

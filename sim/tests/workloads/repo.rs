@@ -98,7 +98,10 @@ pub fn run(seed: u64) -> u64 {
     let repo = RepoRef { kind: RepoKind::Dataset, id: "sim/repo".into() };
     let mut sim_repo = SimRepo::new(repo.clone(), files.clone());
     sim_repo.alias = Some("sim/alias".into());
-    let world = World::with_repo(sim_repo);
+    let mut world = World::with_repo(sim_repo);
+    // Every third seed talks to a hostile Hub: listings carry entries that must be left out,
+    // and some arrive cut short.
+    world.hostile = seed.is_multiple_of(3);
     let mut cfg = MountConfig::new(
         World::urls(),
         Source::Repo { repo: RepoRef { kind: RepoKind::Dataset, id: "sim/alias".into() }, revision: "main".into() },
