@@ -182,6 +182,25 @@ try: os.fsync(fd); raise SystemExit('fsync succeeded')
 except OSError as e: assert e.errno == errno.ENOSPC, e"
 curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
 
+# A path the Hub refuses for good (longer than 4096 bytes, reached through relative paths):
+# that file's fsync fails with EIO, it stays readable in the mount, and the rest still commits.
+deep_name=$(printf 'n%.0s' $(seq 250))
+check "fsync of a file at a path the Hub refuses is EIO" python3 -c "
+import os, errno
+os.chdir('$am')
+for _ in range(18):
+    os.mkdir('$deep_name'); os.chdir('$deep_name')
+fd = os.open('deep.txt', os.O_WRONLY | os.O_CREAT); os.write(fd, b'kept here')
+try: os.fsync(fd); raise SystemExit('fsync succeeded')
+except OSError as e: assert e.errno == errno.EIO, e
+os.close(fd)
+assert open('deep.txt').read() == 'kept here', 'the refused file lost its content'"
+check "other files still commit while one is refused" python3 -c "
+import os
+fd = os.open('$am/beside-refused.txt', os.O_WRONLY | os.O_CREAT); os.write(fd, b'fine'); os.fsync(fd)"
+check "the file beside the refused one is in the bucket" bucket_has beside-refused.txt fine
+check "the refusal was logged with the Hub's reason" grep -q "the Hub refuses .*deep.txt: HTTP 400" "$work/mount-a.log"
+
 fault '{"path_contains":"/batch","count":1,"status":403}'
 check "403 from the Hub is EACCES" python3 -c "
 import os, errno
@@ -196,6 +215,7 @@ check "the rate-limited file is in the bucket" bucket_has limited.txt patience
 curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
 
 check "SIGTERM drains pending writes before exiting" bash -c "echo drained > '$am/late.txt'; pid=\$(pgrep -f 'hf-mount-fuse.*$work/mnt/a\$'); kill -TERM \$pid; for i in \$(seq 100); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 \$pid 2>/dev/null && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat late.txt)\" = drained"
+check "and gives up on the refused path at once, saying so" grep -q "unmounting: the Hub still refuses .*deep.txt" "$work/mount-a.log"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
