@@ -64,7 +64,10 @@ pub(crate) fn fetch_token(hub: &HubClient, url: &str) -> Result<hfm_core::hub::X
     if !(200..300).contains(&resp.status) {
         return Err(hfm_core::hub::failure_from_response(&resp));
     }
-    parse_xet_token(&resp.body).map_err(|e| EffectFailure::new(FailureKind::Permanent, Some(resp.status), e))
+    let token =
+        parse_xet_token(&resp.body).map_err(|e| EffectFailure::new(FailureKind::Permanent, Some(resp.status), e))?;
+    crate::secrets::remember(&token.access_token);
+    Ok(token)
 }
 
 /// A CAS configuration for the xet token at `token_url`, with xet-core's files in `xet_dir`.

@@ -45,6 +45,9 @@ impl HubClient {
             .max_redirects(0)
             .build()
             .into();
+        if let Some(t) = &token {
+            crate::secrets::remember(t);
+        }
         HubClient { agent, token, user_agent: format!("hf-mount/{}; fs/{frontend}", env!("CARGO_PKG_VERSION")) }
     }
 

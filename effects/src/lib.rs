@@ -7,6 +7,7 @@
 
 mod cas;
 mod http;
+pub mod secrets;
 mod stage;
 mod upload;
 

@@ -149,6 +149,14 @@ ls "$work/mnt/m" >/dev/null
 api alice/bk put minimal.txt "fresh"
 check "--metadata-ttl-minimal sees a remote add at once (no poll)" grep -qx fresh "$work/mnt/m/minimal.txt"
 
+echo "# secrets"
+RUST_LOG=trace mounted t --hf-token alice-token bucket alice/bk
+cat "$work/mnt/t/hello.txt" "$work/mnt/t/docs/moved.bin" >/dev/null
+echo traced > "$work/mnt/t/traced.txt"; echo traced > "$ref/traced.txt"
+fusermount3 -u "$work/mnt/t"
+check "a trace-level log is written" grep -q TRACE "$work/mount-t.log"
+check "and names no secret (the Hub token, xet tokens)" bash -c "! grep -e alice-token -e hubsim-xet- '$work/mount-t.log'"
+
 echo "# errors"
 check "a --read-only bucket mount refuses writes (EROFS)" bash -c "mkdir -p '$work/mnt/ro' && ( '$bin/hf-mount-fuse' --hub-endpoint '$ep' --hf-token alice-token --read-only bucket alice/bk '$work/mnt/ro' >/dev/null 2>&1 & ); for i in \$(seq 50); do mountpoint -q '$work/mnt/ro' && break; sleep 0.1; done; (echo x > '$work/mnt/ro/x') 2>&1 | grep -q 'Read-only'; r=\$?; fusermount3 -u '$work/mnt/ro'; exit \$r"
 refused() { # refused PATTERN ARGS...

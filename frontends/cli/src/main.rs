@@ -3,6 +3,7 @@
 //! until SIGINT/SIGTERM or an external unmount.
 
 mod args;
+mod logging;
 mod runtime;
 mod setup;
 
@@ -11,14 +12,10 @@ use clap::Parser;
 fn main() {
     // Block the termination signals before any thread starts, so one thread can sigwait them.
     let signals = setup::block_termination_signals();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,fuser::mnt=error".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let cli = args::Cli::parse();
     if let Err(e) = setup::run(cli, signals) {
-        eprintln!("hf-mount-fuse: {e}");
+        logging::fatal(&e.to_string());
         std::process::exit(1);
     }
 }
