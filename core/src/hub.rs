@@ -288,6 +288,27 @@ pub fn is_clean_path(path: &str) -> bool {
         && path.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0') && c.len() <= MAX_NAME)
 }
 
+/// The entries of a recursive listing that can all be true at once: the first of a path listed
+/// twice, nothing below a path listed as a file. The rest is said in `skipped`.
+pub fn coherent_tree(entries: Vec<TreeEntry>, skipped: &mut Vec<String>) -> Vec<TreeEntry> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut firsts = Vec::with_capacity(entries.len());
+    for e in entries {
+        if seen.insert(e.path.clone()) {
+            firsts.push(e);
+        } else {
+            skipped.push(format!("{:?}: listed twice", e.path));
+        }
+    }
+    let files: std::collections::BTreeSet<&str> =
+        firsts.iter().filter(|e| matches!(e.kind, TreeEntryKind::File { .. })).map(|e| e.path.as_str()).collect();
+    let below_a_file = |path: &str| path.match_indices('/').any(|(i, _)| files.contains(&path[..i]));
+    let (kept, dropped): (Vec<TreeEntry>, Vec<TreeEntry>) =
+        firsts.iter().cloned().partition(|e| !below_a_file(&e.path));
+    skipped.extend(dropped.iter().map(|e| format!("{:?}: inside a file", e.path)));
+    kept
+}
+
 /// One entry of a tree page, or why it is left out.
 fn tree_entry(e: &serde_json::Value) -> Result<Option<TreeEntry>, String> {
     let path = e.get("path").and_then(|p| p.as_str()).ok_or("an entry without a path")?;
@@ -522,6 +543,26 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recursive_listing_keeps_what_can_be_true_at_once() {
+        let file = |p: &str, size| TreeEntry {
+            path: p.into(),
+            kind: TreeEntryKind::File { size, source: ContentSource::Xet { hash: "h".into() } },
+            mtime_secs: None,
+        };
+        let dir = |p: &str| TreeEntry { path: p.into(), kind: TreeEntryKind::Directory, mtime_secs: None };
+        let entries =
+            vec![file("s/a", 1), file("s/a", 2), file("s/a/inside", 3), dir("s/d"), file("s/d/b", 4), file("s/ab", 5)];
+        let mut skipped = Vec::new();
+        let kept = coherent_tree(entries, &mut skipped);
+        let paths: Vec<(&str, u64)> = kept
+            .iter()
+            .map(|e| (e.path.as_str(), if let TreeEntryKind::File { size, .. } = e.kind { size } else { 0 }))
+            .collect();
+        assert_eq!(paths, [("s/a", 1), ("s/d", 0), ("s/d/b", 4), ("s/ab", 5)]);
+        assert_eq!(skipped, ["\"s/a\": listed twice", "\"s/a/inside\": inside a file"]);
+    }
 
     #[test]
     fn batch_bodies_put_adds_first() {

@@ -89,6 +89,17 @@ check "after remount: same files (directories made real by files)" diff <(cd "$r
 check "after remount: sha256 of everything matches" bash -c "cd '$ref' && find . -type f -print0 | xargs -0 sha256sum | (cd '$mnt' && sha256sum --quiet -c)"
 check "tar mtimes persisted to the bucket" bash -c "diff <(cd '$ref/untarred' && find . -type f -exec stat -c '%n %Y' {} + | sort) <(cd '$mnt/untarred' && find . -type f -exec stat -c '%n %Y' {} + | sort)"
 
+echo "# hostile listings"
+api alice/bk put scan/good1.txt one; api alice/bk put scan/good2.txt two
+fault "$(python3 "$here/hostile_listing.py" "$ep" alice/bk scan)"
+check "a listing with hostile entries shows only the true ones" eventually bash -c "test \"\$(ls '$mnt/scan' | tr '\n' ' ')\" = 'good1.txt good2.txt '"
+check "and they read back" bash -c "test \"\$(cat '$mnt/scan/good1.txt' '$mnt/scan/good2.txt')\" = onetwo"
+check "a directory listed with hostile entries can be moved" mv "$mnt/scan" "$mnt/moved-scan"
+curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
+check "the move touched only the true files" eventually bash -c "t=\$(python3 '$here/bucket_api.py' '$ep' alice/bk tree | cut -d' ' -f1); grep -qx moved-scan/good1.txt <<<\"\$t\" && grep -qx moved-scan/good2.txt <<<\"\$t\" && ! grep -q '^scan/\\|victim\\|other/\\|abs.txt\\|inside-a-file' <<<\"\$t\""
+check "the left-out entries are logged" grep -q "left out an entry the Hub sent" "$work/mount-s.log"
+api alice/bk rm moved-scan/good1.txt; api alice/bk rm moved-scan/good2.txt
+
 echo "# advanced writes"
 mounted a --hf-token alice-token --advanced-writes --flush-debounce-ms 200 bucket alice/bk
 am=$work/mnt/a
@@ -224,6 +235,7 @@ curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
 
 check "SIGTERM drains pending writes before exiting" bash -c "echo drained > '$am/late.txt'; pid=\$(pgrep -f 'hf-mount-fuse.*$work/mnt/a\$'); kill -TERM \$pid; for i in \$(seq 100); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 \$pid 2>/dev/null && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat late.txt)\" = drained"
 check "and gives up on the refused path at once, saying so" grep -q "unmounting: the Hub still refuses .*deep.txt" "$work/mount-a.log"
+check "an honest Hub's listings leave nothing out" bash -c "! grep -l 'left out an entry' \$(ls '$work'/mount-*.log | grep -v mount-s.log)"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

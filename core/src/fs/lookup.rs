@@ -185,12 +185,21 @@ impl Filesystem {
         self.hub_get(Purpose::ListPage { dir }, url);
     }
 
+    /// Say in the log (once per line, see `log`) that a listing left entries out.
+    pub(crate) fn log_skipped(&mut self, listing: &str, skipped: &[String]) {
+        if let Some(first) = skipped.first() {
+            let more = if skipped.len() > 1 { format!(" (and {} more)", skipped.len() - 1) } else { String::new() };
+            self.log(LogLevel::Warn, format!("{listing}: left out an entry the Hub sent: {first}{more}"));
+        }
+    }
+
     pub(crate) fn on_page(&mut self, dir: Ino, page: hub::TreePage, next: Option<String>, now: Instant) {
         let dir_path = self.inodes.path(dir);
         let mut skipped = page.skipped;
         let mut inos = Vec::with_capacity(page.entries.len());
         for entry in page.entries {
             let Some(name) = child_name(&dir_path, &entry.path) else {
+                skipped.push(format!("{:?}: not a child of the directory", entry.path));
                 continue;
             };
             // A name listed twice: the first stands.
@@ -202,11 +211,8 @@ impl Filesystem {
                 inos.push(ino);
             }
         }
-        if let Some(first) = skipped.first() {
-            let shown = if dir_path.is_empty() { "/" } else { dir_path.as_str() };
-            let more = if skipped.len() > 1 { format!(" (and {} more)", skipped.len() - 1) } else { String::new() };
-            self.log(LogLevel::Warn, format!("listing {shown}: left out an entry the Hub sent: {first}{more}"));
-        }
+        let shown = if dir_path.is_empty() { "/" } else { dir_path.as_str() };
+        self.log_skipped(&format!("listing {shown}"), &skipped);
         self.listings.add_page(dir, inos);
         match next {
             Some(url) if self.cfg.urls.is_same_origin(&url) => {

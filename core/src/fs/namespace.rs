@@ -22,8 +22,8 @@ use super::{Filesystem, Remote};
 /// Recursive listings of directories about to be renamed.
 #[derive(Default)]
 pub(crate) struct Scans {
-    /// Entries so far, by directory.
-    running: Map<Ino, Vec<TreeEntry>>,
+    /// Entries so far, and what was left out, by directory.
+    running: Map<Ino, (Vec<TreeEntry>, Vec<String>)>,
     /// Complete, consumed by the rename that asked for them.
     done: Map<Ino, Vec<TreeEntry>>,
 }
@@ -437,16 +437,21 @@ impl Filesystem {
         }
         let Remote::Bucket { id } = &self.remote else { return };
         let url = self.cfg.urls.bucket_tree(id, &self.inodes.path(dir), true, self.cfg.policy.tree_page_limit);
-        self.scans.running.insert(dir, Vec::new());
+        self.scans.running.insert(dir, (Vec::new(), Vec::new()));
         self.hub_get(Purpose::Scan { dir }, url);
     }
 
     pub(crate) fn on_scan_page(&mut self, dir: Ino, page: hub::TreePage, next: Option<String>, now: Instant) {
         let prefix = format!("{}/", self.inodes.path(dir));
-        if let Some(scan) = self.scans.running.get_mut(&dir) {
-            scan.extend(
-                page.entries.into_iter().filter(|e| e.path.strip_prefix(&prefix).is_some_and(hub::is_clean_path)),
-            );
+        if let Some((entries, skipped)) = self.scans.running.get_mut(&dir) {
+            skipped.extend(page.skipped);
+            for e in page.entries {
+                if e.path.strip_prefix(&prefix).is_some_and(hub::is_clean_path) {
+                    entries.push(e);
+                } else {
+                    skipped.push(format!("{:?}: not below {prefix}", e.path));
+                }
+            }
         }
         match next {
             Some(url) if self.cfg.urls.is_same_origin(&url) => {
@@ -457,7 +462,9 @@ impl Filesystem {
                 self.fail_scan(dir, err);
             }
             None => {
-                let entries = self.scans.running.remove(&dir).unwrap_or_default();
+                let (entries, mut skipped) = self.scans.running.remove(&dir).unwrap_or_default();
+                let entries = hub::coherent_tree(entries, &mut skipped);
+                self.log_skipped(&format!("listing {prefix} to move it"), &skipped);
                 self.scans.done.insert(dir, entries);
                 self.wake(Wait::Scan(dir), now);
                 self.scans.done.remove(&dir);
