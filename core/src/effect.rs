@@ -60,6 +60,14 @@ pub enum StageOp {
     Remove {
         path: String,
     },
+    /// Write a journal record `record` atomically (a crash leaves the old record or the new
+    /// one, never a mix), or remove it when `body` is `None`; then remove the `staging` files
+    /// listed (their content is in the bucket).
+    Journal {
+        record: String,
+        body: Option<Bytes>,
+        remove: Vec<String>,
+    },
 }
 
 /// Upload streams are named by core; effects keep their xet-core state between steps.

@@ -196,6 +196,11 @@ impl HubUrls {
         url
     }
 
+    /// `POST` with `paths_info_body`: the file entries (tree shape) of the paths that exist.
+    pub fn bucket_paths_info(&self, bucket: &str) -> String {
+        format!("{}/api/buckets/{bucket}/paths-info", self.endpoint)
+    }
+
     pub fn bucket_batch(&self, bucket: &str) -> String {
         format!("{}/api/buckets/{bucket}/batch", self.endpoint)
     }
@@ -406,6 +411,11 @@ pub const EMPTY_FILE_HASH: &str = "000000000000000000000000000000000000000000000
 pub enum BatchOp {
     Add { path: String, xet_hash: String, mtime_ms: i64 },
     Delete { path: String },
+}
+
+/// The JSON body of a bucket paths-info call.
+pub fn paths_info_body(paths: &[&str]) -> Vec<u8> {
+    serde_json::json!({ "paths": paths }).to_string().into_bytes()
 }
 
 /// The NDJSON body of `POST /api/buckets/{id}/batch`: every add before every delete, as the

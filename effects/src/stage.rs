@@ -1,5 +1,6 @@
 //! Staging files: the local copy of a file being written (advanced mode, or a streaming file
-//! past its memory limit). Plain positional file IO on paths core named.
+//! past its memory limit), and the journal records that name them. Plain positional file IO on
+//! paths core named.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -61,12 +62,29 @@ pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailur
             Ok(Completion::Bytes(vec![Bytes::from(buf)]))
         }
         StageOp::Remove { path } => {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_failure("removing", path, e)),
-            }
+            remove(path)?;
             Ok(Completion::Done)
         }
+        StageOp::Journal { record, body, remove: staging } => {
+            match body {
+                Some(body) => {
+                    let tmp = format!("{record}.tmp");
+                    std::fs::write(&tmp, body).map_err(|e| io_failure("writing", &tmp, e))?;
+                    std::fs::rename(&tmp, record).map_err(|e| io_failure("renaming", &tmp, e))?;
+                }
+                None => remove(record)?,
+            }
+            staging.iter().try_for_each(|p| remove(p))?;
+            Ok(Completion::Done)
+        }
+    }
+}
+
+/// Remove a file; one already gone is fine.
+fn remove(path: &str) -> Result<(), EffectFailure> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_failure("removing", path, e)),
     }
 }

@@ -265,6 +265,15 @@ impl World {
             StageOp::Remove { path } => {
                 self.disk.remove(path);
             }
+            StageOp::Journal { record, body, remove } => {
+                match body {
+                    Some(body) => self.disk.insert(record.clone(), body.to_vec()),
+                    None => self.disk.remove(record),
+                };
+                for path in remove {
+                    self.disk.remove(path);
+                }
+            }
         }
         Completion::Done
     }

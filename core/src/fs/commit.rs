@@ -106,6 +106,10 @@ impl CommitScheduler {
     }
 
     /// Paths of the ops the Hub refused.
+    pub fn is_refused(&self, path: &str) -> bool {
+        self.refused.contains_key(path)
+    }
+
     pub fn refused_paths(&self) -> Vec<&str> {
         self.refused.keys().map(String::as_str).collect()
     }
@@ -249,6 +253,7 @@ impl Filesystem {
                 Err(e) => self.fail_waiting(Wait::Committed(group), &e),
             }
         }
+        self.settle_journal();
     }
 
     /// The batch in flight failed for good. `refused`: the Hub refused what was sent (rather

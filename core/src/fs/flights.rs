@@ -62,6 +62,10 @@ pub(crate) enum StageKind {
         req: RequestId,
     },
     Remove,
+    /// A journal record written (`true`) or removed.
+    Journal {
+        written: bool,
+    },
 }
 
 #[derive(Debug)]

@@ -20,6 +20,7 @@ mod attrs;
 mod breaker;
 mod commit;
 mod flights;
+mod journal;
 mod lookup;
 mod mount;
 mod namespace;
@@ -172,6 +173,7 @@ pub struct Filesystem {
     pub(crate) flights: Flights,
     pub(crate) parked: Parked,
     pub(crate) writes: writebuf::WriteBuffer,
+    pub(crate) journal: journal::Journal,
     pub(crate) uploads: upload::UploadScheduler,
     pub(crate) commits: commit::CommitScheduler,
     pub(crate) scans: namespace::Scans,
@@ -218,6 +220,7 @@ impl Filesystem {
             flights: Flights::default(),
             parked: Parked::default(),
             writes: writebuf::WriteBuffer::default(),
+            journal: journal::Journal::default(),
             uploads: upload::UploadScheduler::default(),
             commits: commit::CommitScheduler::default(),
             scans: namespace::Scans::default(),
@@ -518,6 +521,10 @@ impl Filesystem {
             Then::Redispatch(caller, req) => self.dispatch(id, caller, req, now),
             Then::ServeRead { ino, range, deadline } => self.serve_read(id, ino, range, deadline),
             Then::Answer(reply) => self.reply(id, reply),
+            Then::AnswerAfterStream { ino, reply } => match self.stream_backlogged(ino) {
+                true => self.park(id, Wait::Stream(ino), Then::Answer(reply)),
+                false => self.reply(id, reply),
+            },
             Then::AfterSave { ino, reply } => self.answer_when_committed(id, ino, reply),
         }
     }

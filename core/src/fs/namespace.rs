@@ -352,6 +352,7 @@ impl Filesystem {
         self.listings.remove_child(parent, src);
         self.keep_dir(parent);
         self.inodes.move_to(src, new_parent, &new_name);
+        self.journal_moved(src);
         self.listings.add_child(new_parent, src);
         self.touch(parent, true, now);
         self.touch(new_parent, true, now);

@@ -1,7 +1,7 @@
 //! The one table of requests that wait: what each waits for (`Wait`) and what happens when
 //! that arrives (`Then`). A request is parked before it changes anything, so resuming it by
 //! handling it again from the start is always correct; replies owed for work already done
-//! (write-behind, a directory rename waiting for its commit) are parked as answers.
+//! (a write waiting for its staging file, a directory rename waiting for its commit) are parked as answers.
 //!
 //! Only bookkeeping: the filesystem wakes a `Wait` when it is satisfied (`Filesystem::wake`) or
 //! fails it with an error (`Filesystem::fail_waiting`). A parked request may have a deadline
@@ -26,7 +26,7 @@ pub(crate) enum Wait {
     Staging(Ino),
     /// Every write queued for the file's staging file is applied.
     Edits(Ino),
-    /// Edit batch `n` of the file is applied (replies owed past the write-behind budget).
+    /// Edit batch `n` of the file is applied (the replies to its writes wait for it).
     EditBatch(Ino, u64),
     /// The file's upload stream took what it had pending.
     Stream(Ino),
@@ -47,6 +47,8 @@ pub(crate) enum Then {
     ServeRead { ino: Ino, range: Range<u64>, deadline: Option<Instant> },
     /// Send this reply.
     Answer(Reply),
+    /// Send `reply` once `ino`'s upload stream, if it holds too much, has caught up.
+    AnswerAfterStream { ino: Ino, reply: Reply },
     /// `ino` is saved: send `reply` once its commit (all queued commits, for a directory) is
     /// in the bucket.
     AfterSave { ino: Ino, reply: Reply },

@@ -99,6 +99,14 @@ impl Filesystem {
         full
     }
 
+    /// Does `ino`'s stream hold more than a write may leave waiting for it?
+    pub(crate) fn stream_backlogged(&self, ino: Ino) -> bool {
+        match self.writes.get(ino).map(|ws| &ws.stream) {
+            Some(Stream::Open { pending_bytes, appending, .. }) => pending_bytes + appending > STREAM_BUFFER_BYTES,
+            _ => false,
+        }
+    }
+
     /// How much of `ino` its stream has (`None`: no stream).
     pub(crate) fn stream_fed(&self, ino: Ino) -> Option<u64> {
         match self.writes.get(ino).map(|ws| &ws.stream) {

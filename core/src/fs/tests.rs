@@ -324,9 +324,13 @@ fn create_without_open_exclusive_and_permissions() {
         Request::SetAttr { ino: attr.ino, set: SetAttr { mode: Some(0o777), ..Default::default() }, guard_ctime: None };
     assert_eq!(errno(answer_as(&mut fs, stranger, chmod)), Errno::Perm);
     write(owner, &mut fs);
-    // The owner's write waits for the staging file, then is acknowledged.
-    let (stage, _) = fs.poll_effect().expect("the staging file is prepared");
-    fs.handle_completion(stage, Completion::Done, Instant::ZERO);
+    // The owner's write waits for the staging file (prepared, named by a journal record,
+    // written), then is acknowledged.
+    for step in ["prepare", "record", "edit"] {
+        assert!(fs.poll_reply().is_none(), "acknowledged before the {step}");
+        let (stage, _) = fs.poll_effect().expect(step);
+        fs.handle_completion(stage, Completion::Done, Instant::ZERO);
+    }
     assert!(matches!(
         fs.poll_reply(),
         Some((RequestId(3), Reply::Written { size: 2, committed: Stability::Unstable, .. }))
@@ -348,10 +352,17 @@ fn a_full_local_disk_is_enospc_on_the_next_fsync() {
         data: Bytes::from_static(b"x"),
         stable: Stability::Unstable,
     };
-    assert!(matches!(answer(&mut fs, write), Reply::Written { .. }), "acknowledged once queued");
+    fs.handle_request(RequestId(2), Caller::new(7, 8), write, Instant::ZERO);
+    // The journal record naming the staging file is written before the write reaches it.
+    let (record, effect) = fs.poll_effect().expect("the journal record");
+    assert!(matches!(effect, Effect::Stage(crate::effect::StageOp::Journal { body: Some(_), .. })), "{effect:?}");
+    assert!(fs.poll_effect().is_none(), "the edit waits for the record");
+    fs.handle_completion(record, Completion::Done, Instant::ZERO);
     let (edit, _) = fs.poll_effect().expect("the edit");
+    assert!(fs.poll_reply().is_none(), "a write is acknowledged once the staging file has it");
     let full = EffectFailure::local(crate::effect::LocalError::NoSpace, "disk full");
     fs.handle_completion(edit, Completion::Failed(full), Instant::ZERO);
+    assert!(matches!(fs.poll_reply(), Some((RequestId(2), Reply::Error(e))) if e.errno == Errno::NoSpc));
     assert_eq!(errno(answer(&mut fs, Request::Fsync { ino: attr.ino })), Errno::NoSpc);
 }
 

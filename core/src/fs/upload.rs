@@ -219,6 +219,7 @@ impl Filesystem {
             }
         }
         self.wake(Wait::Saved(ino), now);
+        self.settle_record(ino);
         self.maybe_drop_write_state(ino, now);
     }
 

@@ -18,10 +18,6 @@ use super::stream::Stream;
 use super::writebuf::{zeros, Body, WriteState};
 use super::Filesystem;
 
-/// Written bytes a file may hold in memory waiting for its staging file before a write's
-/// reply waits for the disk (write-behind budget).
-const WRITE_BEHIND_BYTES: u64 = 32 << 20;
-
 impl Filesystem {
     /// Make sure `ino` has a write state. `truncate` starts from empty content; otherwise
     /// (advanced mode) the current content is fetched into the staging file first.
@@ -147,16 +143,13 @@ impl Filesystem {
         self.stream_accept(ino, offset, &data).then_some(Wait::Stream(ino))
     }
 
-    /// Write-behind into the staging file: acknowledged once queued, unless too much is already
-    /// waiting for the staging file (or for the upload stream, which then owes the reply).
+    /// A write into the staging file: acknowledged once the staging file has it (a journal
+    /// record names that file first), so a killed mount loses no acknowledged byte; writes
+    /// arriving meanwhile share the next batch. A stream still fed owes the reply first.
     fn write_staged(&mut self, ino: Ino, offset: u64, data: Bytes) -> Option<Wait> {
-        let len = data.len() as u64;
-        let mut owed = self.stream_accept(ino, offset, &data).then_some(Wait::Stream(ino));
+        self.stream_accept(ino, offset, &data);
         let ws = self.writes.get_mut(ino)?;
-        if owed.is_none() && ws.unapplied_bytes() + len > WRITE_BEHIND_BYTES {
-            owed = Some(Wait::EditBatch(ino, ws.next_batch));
-        }
-        ws.queued_bytes += len;
+        let owed = Some(Wait::EditBatch(ino, ws.next_batch));
         ws.queue.push(StageEdit::Write { offset, data });
         self.send_edits(ino);
         owed
@@ -171,7 +164,6 @@ impl Filesystem {
         let mut at = 0;
         for chunk in chunks {
             let n = chunk.len() as u64;
-            ws.queued_bytes += n;
             ws.queue.push(StageEdit::Write { offset: at, data: chunk });
             at += n;
         }
@@ -211,22 +203,26 @@ impl Filesystem {
             self.upload_due(ino, due);
         }
         match owed {
+            Some(wait @ Wait::EditBatch(..)) => self.park(id, wait, Then::AnswerAfterStream { ino, reply }),
             Some(wait) => self.park(id, wait, Then::Answer(reply)),
             None => self.reply(id, reply),
         }
     }
 
     /// Send the queued edits of `ino` as one staging effect, if none is being applied.
-    fn send_edits(&mut self, ino: Ino) {
+    pub(crate) fn send_edits(&mut self, ino: Ino) {
         let Some(ws) = self.writes.get_mut(ino) else { return };
         if ws.applying.is_some() || ws.queue.is_empty() || !ws.ready {
             return;
         }
+        if !self.journal_ready(ino) {
+            return;
+        }
+        let Some(ws) = self.writes.get_mut(ino) else { return };
         let edits = std::mem::take(&mut ws.queue);
-        let bytes = std::mem::take(&mut ws.queued_bytes);
         let batch = ws.next_batch;
         ws.next_batch += 1;
-        ws.applying = Some((batch, bytes));
+        ws.applying = Some(batch);
         let op = StageOp::Edit { path: ws.staging.clone(), edits };
         self.stage(ino, StageKind::Edit(batch), op);
     }
@@ -346,7 +342,6 @@ impl Filesystem {
                 let mut at = range.start;
                 for piece in zeros(zero_end - range.start) {
                     let n = piece.len() as u64;
-                    ws.queued_bytes += n;
                     ws.queue.push(StageEdit::Write { offset: at, data: piece });
                     at += n;
                 }
@@ -485,6 +480,7 @@ impl Filesystem {
     /// The file was removed: its changes no longer need saving (whoever waits for them is
     /// answered); the state goes as soon as no staging IO or upload uses it.
     pub(crate) fn forget_changes(&mut self, ino: Ino, now: Instant) {
+        self.journal_forget(ino);
         if self.writes.has(ino) {
             self.writes.forget_changes(ino);
             self.uploads.unschedule(ino);
@@ -504,7 +500,8 @@ impl Filesystem {
         self.abort_stream(ino, now);
         self.uploads.unschedule(ino);
         if let Some(ws) = self.writes.remove(ino) {
-            if matches!(ws.body, Body::Staged) {
+            // A journaled file's staging file stays until the bucket has its content.
+            if matches!(ws.body, Body::Staged) && !self.journal_keeps(ino) {
                 self.stage(ino, StageKind::Remove, StageOp::Remove { path: ws.staging });
             }
             for batch in 0..ws.next_batch {
@@ -527,6 +524,10 @@ impl Filesystem {
                 let Some(ws) = self.writes.get_mut(ino) else { return };
                 ws.ready = true;
                 self.wake(Wait::Staging(ino), now);
+                // A file changed with no edit to apply (created empty) is journaled too.
+                if self.writes.get(ino).is_some_and(|ws| ws.is_dirty()) {
+                    self.journal_ready(ino);
+                }
                 self.send_edits(ino);
                 self.reconsider_upload(ino, now);
             }
@@ -567,6 +568,9 @@ impl Filesystem {
             (StageKind::Read { req }, Err(e)) => {
                 self.log(LogLevel::Warn, format!("{e}"));
                 self.fail(req, e);
+            }
+            (StageKind::Journal { written }, result) => {
+                self.on_journaled(ino, written, result.err().map(|e| e.detail), now)
             }
             (StageKind::Remove, Ok(_)) => {}
             (StageKind::Remove, Err(e)) => self.log(LogLevel::Warn, format!("{e}")),

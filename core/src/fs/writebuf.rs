@@ -51,11 +51,10 @@ pub(crate) struct WriteState {
     uploading: Option<u64>,
     /// Writes and truncations not yet sent to the staging file, in order.
     pub queue: Vec<StageEdit>,
-    pub queued_bytes: u64,
     /// Number of the next edit batch sent to the staging file.
     pub next_batch: u64,
-    /// The batch being applied (its number and bytes); one at a time, so edits apply in order.
-    pub applying: Option<(u64, u64)>,
+    /// The number of the batch being applied; one at a time, so edits apply in order.
+    pub applying: Option<u64>,
     /// Staging reads in flight; the staging file is kept until they are done.
     pub reads: u32,
     /// Open write handles.
@@ -75,7 +74,6 @@ impl WriteState {
             saved: 0,
             uploading: None,
             queue: Vec::new(),
-            queued_bytes: 0,
             next_batch: 0,
             applying: None,
             reads: 0,
@@ -105,11 +103,6 @@ impl WriteState {
     /// Every acknowledged write has reached the staging file.
     pub fn edits_applied(&self) -> bool {
         self.queue.is_empty() && self.applying.is_none()
-    }
-
-    /// Bytes of written data held in memory until the staging file has it.
-    pub fn unapplied_bytes(&self) -> u64 {
-        self.queued_bytes + self.applying.map_or(0, |(_, b)| b)
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod args;
 mod logging;
+mod recovery;
 mod runtime;
 mod setup;
 

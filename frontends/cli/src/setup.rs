@@ -16,6 +16,7 @@ use hfm_effects::{CacheSettings, Executor, HubClient};
 use hfm_fuse::{Config, FuseAdapter, FuseNotifier, MountOption, SessionACL};
 
 use crate::args::{Cli, Cmd, MountOpts};
+use crate::recovery;
 
 pub fn block_termination_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a local, zero-initialised sigset_t.
@@ -172,9 +173,17 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     check_mountpoint(&mountpoint)?;
     let token = find_token(o.hf_token.clone());
     let cache_dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let staging = cache_dir.join(format!("staging-{}", std::process::id()));
-    let mut cfg = mount_config(&o, &cli.cmd, token.is_some(), &staging)?;
     let is_bucket = matches!(cli.cmd, Cmd::Bucket { .. });
+    // A writable bucket mount keeps its staging files and journal in a directory of its own,
+    // which the next mount of the bucket recovers if this one ends without saving everything.
+    let bucket_id = match &cli.cmd {
+        Cmd::Bucket { id, .. } if !o.read_only => Some(hub::parse_bucket_arg(id).map_err(|e| anyhow!(e))?.0),
+        _ => None,
+    };
+    let journal_root = bucket_id.as_deref().map(|id| recovery::journal_root(&cache_dir, id));
+    let instance = journal_root.as_deref().map(|root| recovery::Instance::claim(root, start_nonce())).transpose()?;
+    let staging = instance.as_ref().map_or_else(|| cache_dir.join("staging"), |i| i.dir.clone());
+    let mut cfg = mount_config(&o, &cli.cmd, token.is_some(), &staging)?;
 
     let started = std::time::Instant::now();
     let hub = HubClient::new(token, "fuse");
@@ -198,9 +207,6 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
             bail!("{}", e.detail);
         }
     };
-    if info.writable {
-        std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    }
 
     let mut options = vec![
         MountOption::FSName(format!("hf-mount:{}", info.label.trim_start_matches("bucket "))),
@@ -234,6 +240,11 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     );
 
     raise_readahead(&mountpoint);
+    if let (true, Some(root), Some(bucket)) = (info.writable, journal_root.clone(), bucket_id.clone()) {
+        let recovery = recovery::Recovery { executor: executor.clone(), urls: HubUrls::new(&o.hub_endpoint), bucket };
+        let own = staging.clone();
+        std::thread::Builder::new().name("recovery".into()).spawn(move || recovery.run(&root, &own))?;
+    }
     // The mount ends on a signal (we detach it) or when it is unmounted from outside.
     let (ended, end) = std::sync::mpsc::channel::<&'static str>();
     let session_ended = ended.clone();
@@ -262,17 +273,15 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
         }
         tracing::debug!("session ended or given up after {:?}", started.elapsed());
     }
-    let mut unsaved = false;
-    if info.writable {
-        if running.handle.drain(limit) != DrainOutcome::Drained {
-            unsaved = true;
-            eprintln!(
-                "hf-mount-fuse: some writes could not be saved to the bucket within {limit:?}; their staging files are kept in {}",
-                staging.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&staging);
-        }
+    let unsaved = info.writable && running.handle.drain(limit) != DrainOutcome::Drained;
+    if unsaved {
+        eprintln!(
+            "hf-mount-fuse: some writes could not be saved to the bucket within {limit:?}; they are kept in {} and the next mount of this bucket with this cache dir commits them",
+            staging.display()
+        );
+    }
+    if !unsaved && instance.is_some() {
+        let _ = std::fs::remove_dir_all(&staging);
     }
     if let Some(fs) = running.stop() {
         let s = fs.stats();

@@ -877,6 +877,12 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
     let outcome = run.sim.drain(Duration::from_secs(3600));
     assert_eq!(outcome, DrainOutcome::Drained, "seed {seed} ({flavour:?}): drain");
     assert!(!run.sim.filesystem().has_unsaved(), "seed {seed}: unsaved changes after the drain");
+    run.sim.settle();
+    let records: Vec<String> = run.sim.world().disk.keys().filter(|k| k.ends_with(".record")).cloned().collect();
+    assert!(
+        records.is_empty(),
+        "seed {seed} ({flavour:?}): journal records left once everything is committed: {records:?}"
+    );
     let got = run.sim.world().bucket_contents();
     let mut want = run.files.clone();
     want.extend(run.remote.clone());
