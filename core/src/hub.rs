@@ -388,6 +388,12 @@ pub fn next_link(link_header: &str) -> Option<String> {
     None
 }
 
+/// Whether a repo or bucket info object says the source is private (absent: public, as the
+/// Hub always says when it is).
+pub fn parse_private(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v.get("private")?.as_bool()).unwrap_or(false)
+}
+
 /// `updatedAt` of a bucket info object: the token the poll compares (exact string).
 pub fn parse_bucket_updated_at(body: &[u8]) -> Result<String, String> {
     #[derive(Deserialize)]

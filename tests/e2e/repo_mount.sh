@@ -85,6 +85,11 @@ check "HF_TOKEN is used" grep -q "top secret" "$work/mnt/private-env/s.txt"
 echo "alice-token" > "$work/token-file"
 HF_TOKEN_PATH="$work/token-file" mounted private-file repo datasets/alice/secret
 check "the token file is used" grep -q "top secret" "$work/mnt/private-file/s.txt"
+chmod 755 "$work" "$work/mnt"
+check "a private repo is mounted for its owner only" bash -c "! runuser -u nobody -- cat '$work/mnt/private/s.txt' && grep -q 'private: its owner only' '$work/mount-private.log'"
+check "a public repo is open to every user" runuser -u nobody -- cat "$work/mnt/main/README.md"
+mounted shared --hf-token alice-token --allow-other repo datasets/alice/secret
+check "--allow-other shares a private repo" runuser -u nobody -- grep -q "top secret" "$work/mnt/shared/s.txt"
 mounted space repo spaces/alice/app
 check "spaces mount (tiny xet file)" grep -q "top secret" "$work/mnt/space/s.txt"
 mounted owner --uid 1234 --gid 5678 --fuse-owner-only --max-threads 2 repo alice/e2e
@@ -110,7 +115,15 @@ check "bad token refused" refused "HTTP 401" --hf-token wrong repo alice/e2e "$w
 check "unknown repo refused" refused "HTTP 40" repo alice/nope "$work/mnt/refused"
 check "unknown revision refused" refused "RevisionNotFound" repo alice/e2e "$work/mnt/refused" --revision nope
 check "missing subfolder refused" refused "EntryNotFound" repo alice/e2e/not/here "$work/mnt/refused"
-check "missing mountpoint refused" refused "mountpoint" repo alice/e2e "$work/does-not-exist"
+check "missing mountpoint refused, saying why" refused "does not exist (create it first" repo alice/e2e "$work/does-not-exist"
+check "a mount on a mount point is refused, not stacked" refused "already a mount point" repo alice/e2e "$work/mnt/main"
+mkdir -p "$work/mnt/full"; touch "$work/mnt/full/mine.txt"
+check "a non-empty mountpoint is refused" refused "is not empty: mounting would hide its files" repo alice/e2e "$work/mnt/full"
+mkdir -p "$work/mnt/over"; touch "$work/mnt/over/mine.txt"
+MOUNT_EXTRA=(--poll-interval-secs 0 --overlay)
+check "--overlay mounts over a non-empty directory" mounted over repo alice/e2e
+MOUNT_EXTRA=(--poll-interval-secs 0)
+check "and shows the mount, not the hidden files" bash -c "test -f '$work/mnt/over/README.md' && test ! -e '$work/mnt/over/mine.txt'"
 check "bad repo id refused" refused "invalid repo id" repo justname "$work/mnt/refused"
 
 MOUNT_EXTRA=()

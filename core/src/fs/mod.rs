@@ -163,6 +163,8 @@ pub struct Filesystem {
     pub(crate) remote: Remote,
     /// mtime of directories and of files whose listing gives none.
     pub(crate) mtime_secs: i64,
+    /// The Hub says the source is private.
+    pub(crate) private: bool,
     /// Hub URLs of the xet tokens for reading and for uploading.
     pub(crate) read_token: Arc<str>,
     pub(crate) write_token: Arc<str>,
@@ -212,6 +214,7 @@ impl Filesystem {
             mount: mount::Phase::Resolving { probes: 0, bucket_error: None, is_repo: false },
             remote,
             mtime_secs: 0,
+            private: false,
             read_token: Arc::from(""),
             write_token: Arc::from(""),
             listings: Listings::default(),

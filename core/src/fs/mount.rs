@@ -48,6 +48,8 @@ pub struct MountInfo {
     /// `ns/name@<commit prefix>` or `bucket ns/name`, for messages and the file system name.
     pub label: String,
     pub writable: bool,
+    /// The Hub says the repo or bucket is private (the frontend keeps it to its owner).
+    pub private: bool,
 }
 
 fn is_commit_sha(rev: &str) -> bool {
@@ -96,6 +98,7 @@ impl Filesystem {
                     Ok(info) => info,
                     Err(e) => return self.mount_failed(format!("resolving {}: {e}", repo.id)),
                 };
+                self.private = hub::parse_private(&body);
                 let follow = (!is_commit_sha(revision)).then(|| revision.clone());
                 let repo = RepoRef { kind: repo.kind, id: info.id };
                 self.mtime_secs = info.last_modified.unwrap_or(0);
@@ -119,6 +122,7 @@ impl Filesystem {
                     Err(e) => return self.mount_failed(format!("bucket {id}: {e}")),
                 };
                 self.mtime_secs = hub::parse_rfc3339(&updated).unwrap_or(0);
+                self.private = hub::parse_private(&body);
                 self.poll.remote_version = Some(updated);
                 self.read_token = Arc::from(self.cfg.urls.bucket_xet_token(&id, false));
                 self.write_token = Arc::from(self.cfg.urls.bucket_xet_token(&id, true));
@@ -198,7 +202,7 @@ impl Filesystem {
         if self.poll.remote_version.is_some() {
             self.poll.next = self.cfg.poll_interval.map(|every| now.saturating_add(every));
         }
-        self.out.mounted = Some(Ok(MountInfo { label, writable }));
+        self.out.mounted = Some(Ok(MountInfo { label, writable, private: self.private }));
         self.wake(Wait::Mounted, now);
     }
 

@@ -70,6 +70,13 @@ pub struct MountOpts {
     /// Only the mounting user may access the mount (no `allow_other`).
     #[arg(long, global = true)]
     pub fuse_owner_only: bool,
+    /// Let other local users read a private repo or bucket through the mount (by default a
+    /// private source is mounted for its owner only; a public one is open to every user).
+    #[arg(long, global = true, conflicts_with = "fuse_owner_only")]
+    pub allow_other: bool,
+    /// Mount over a non-empty directory (its files are hidden while mounted).
+    #[arg(long, global = true)]
+    pub overlay: bool,
     /// FUSE worker threads, and the effect threads of `--runtime threads`.
     #[arg(long, global = true, default_value_t = 4)]
     pub max_threads: usize,

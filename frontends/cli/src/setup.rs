@@ -109,10 +109,32 @@ fn default_cache_dir() -> PathBuf {
     base.join("hf-mount")
 }
 
-fn check_mountpoint(p: &Path) -> Result<()> {
-    let meta = std::fs::metadata(p).with_context(|| format!("mountpoint {}", p.display()))?;
+/// The mountpoint must be an empty directory that is not itself mounted on (a second mount
+/// would be stacked on the first and hide it); `overlay` accepts a non-empty one.
+fn check_mountpoint(p: &Path, overlay: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = p.display();
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mountpoint {shown} does not exist (create it first: mkdir -p {shown})")
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            bail!("mountpoint {shown}: a mount whose process ended is still there; unmount it first (fusermount3 -u {shown})")
+        }
+        Err(e) => bail!("mountpoint {shown}: {e}"),
+    };
     if !meta.is_dir() {
-        bail!("mountpoint {} is not a directory", p.display());
+        bail!("mountpoint {shown} is not a directory");
+    }
+    let parent = p.canonicalize().ok().and_then(|c| c.parent().map(Path::to_path_buf));
+    let parent_dev = parent.and_then(|d| std::fs::metadata(d).ok()).map(|m| m.dev());
+    if parent_dev.is_some_and(|dev| dev != meta.dev()) {
+        bail!("{shown} is already a mount point; unmount it first (a second mount would hide the first)");
+    }
+    let non_empty = std::fs::read_dir(p).with_context(|| format!("mountpoint {shown}"))?.next().is_some();
+    if non_empty && !overlay {
+        bail!("mountpoint {shown} is not empty: mounting would hide its files (--overlay mounts over them anyway)");
     }
     Ok(())
 }
@@ -170,7 +192,7 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     let mountpoint = match &cli.cmd {
         Cmd::Repo { mountpoint, .. } | Cmd::Bucket { mountpoint, .. } => mountpoint.clone(),
     };
-    check_mountpoint(&mountpoint)?;
+    check_mountpoint(&mountpoint, o.overlay)?;
     let token = find_token(o.hf_token.clone());
     let cache_dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let is_bucket = matches!(cli.cmd, Cmd::Bucket { .. });
@@ -217,7 +239,10 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
     ];
     options.push(if info.writable { MountOption::RW } else { MountOption::RO });
     // `SessionACL::All` is fuser's `allow_other`.
-    let acl = if o.fuse_owner_only { SessionACL::Owner } else { SessionACL::All };
+    // A private source stays with its owner unless sharing is asked for.
+    let owner_only = o.fuse_owner_only || (info.private && !o.allow_other);
+    let acl = if owner_only { SessionACL::Owner } else { SessionACL::All };
+
     let mut config = Config::default();
     config.mount_options = options;
     config.acl = acl;
@@ -230,6 +255,10 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
         (false, _) => "",
         (true, false) => " (read-only)",
         (true, true) => " (read-write)",
+    };
+    let mode = match (info.private, owner_only) {
+        (true, true) => format!("{mode} (private: its owner only; --allow-other shares it)"),
+        _ => mode.to_string(),
     };
     eprintln!(
         "hf-mount-fuse: mounted {}{mode} at {} in {:.0?} (runtime {:?})",
