@@ -146,6 +146,7 @@ echo "mine" > "$work/mnt/lw/conflict.txt"
 api alice/bk put conflict.txt "theirs"
 sleep 3
 check "a poll never overwrites a file with uncommitted local changes" grep -qx mine "$work/mnt/lw/conflict.txt"
+check "and says in the log that the bucket's copy changed meanwhile" eventually grep -q "conflict.txt changed in the bucket .* the local version will replace it" "$work/mount-lw.log"
 check "and the local change wins once saved" bash -c "python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' '$work/mnt/lw/conflict.txt' && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat conflict.txt)\" = mine"
 mounted win --hf-token alice-token --advanced-writes --flush-debounce-ms 600000 --flush-max-batch-window-ms 1000 bucket alice/bk
 echo "windowed" > "$work/mnt/win/windowed.txt"
@@ -235,6 +236,7 @@ curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
 
 check "SIGTERM drains pending writes before exiting" bash -c "echo drained > '$am/late.txt'; pid=\$(pgrep -f 'hf-mount-fuse.*$work/mnt/a\$'); kill -TERM \$pid; for i in \$(seq 100); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 \$pid 2>/dev/null && test \"\$(python3 '$here/bucket_api.py' '$ep' alice/bk cat late.txt)\" = drained"
 check "and gives up on the refused path at once, saying so" grep -q "unmounting: the Hub still refuses .*deep.txt" "$work/mount-a.log"
+check "the mount's own commits are never taken for someone else's change" bash -c "! grep -h 'changed in the bucket' '$work'/mount-*.log | grep -v 'conflict.txt changed'"
 check "an honest Hub's listings leave nothing out" bash -c "! grep -l 'left out an entry' \$(ls '$work'/mount-*.log | grep -v mount-s.log)"
 
 echo "$pass passed, $fail failed"

@@ -24,9 +24,10 @@ journal=$work/cache-k/journal/alice--crash
 
 echo "# writing, then kill -9 of the mount"
 # Closed files wait 10 minutes before their upload: at the kill, only the journal has them.
-mounted k --hf-token alice-token --advanced-writes --flush-debounce-ms 600000 bucket alice/crash
+mounted k --hf-token alice-token --advanced-writes --flush-debounce-ms 600000 --poll-interval-secs 1 bucket alice/crash
 printf 'local v2' >"$mnt/base/changed.txt"
 api alice/crash put base/changed.txt "remote v3"
+check "a remote change over local uncommitted changes is detected and logged" eventually grep -q "base/changed.txt changed in the bucket .* while it has local changes not yet committed" "$work/mount-k.log"
 python3 "$here/crash_writer.py" "$mnt" "$ref" "$work/ready" >"$work/writer.out" 2>&1 &
 writer=$!; pids+=($writer)
 for _ in $(seq 600); do [ -e "$work/ready" ] && break; kill -0 $writer 2>/dev/null || break; sleep 0.1; done

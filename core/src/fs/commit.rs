@@ -246,6 +246,10 @@ impl Filesystem {
         let (finished, files) = self.commits.queue.on_committed();
         for ino in files {
             self.unreported.remove(&ino);
+            let path = self.inodes.path(ino);
+            if self.commits.queue.latest(&path).is_none() && !self.writes.get(ino).is_some_and(|ws| ws.is_dirty()) {
+                self.bases.remove(&ino);
+            }
         }
         for (group, result) in finished {
             match result {

@@ -176,6 +176,9 @@ pub struct Filesystem {
     pub(crate) parked: Parked,
     pub(crate) writes: writebuf::WriteBuffer,
     pub(crate) journal: journal::Journal,
+    /// What the bucket held of each file when the mount started changing it (to tell a change
+    /// made by someone else meanwhile from the mount's own).
+    pub(crate) bases: Map<Ino, String>,
     pub(crate) uploads: upload::UploadScheduler,
     pub(crate) commits: commit::CommitScheduler,
     pub(crate) scans: namespace::Scans,
@@ -224,6 +227,7 @@ impl Filesystem {
             parked: Parked::default(),
             writes: writebuf::WriteBuffer::default(),
             journal: journal::Journal::default(),
+            bases: Map::default(),
             uploads: upload::UploadScheduler::default(),
             commits: commit::CommitScheduler::default(),
             scans: namespace::Scans::default(),

@@ -10,7 +10,7 @@
 use crate::collections::Set;
 use crate::commits::Op;
 use crate::error::{FsError, LogLevel};
-use crate::hub::TreeEntry;
+use crate::hub::{ContentSource, TreeEntry, TreeEntryKind};
 use crate::inode::{Ino, NodeKind};
 use crate::request::KernelNotify;
 use crate::time::Instant;
@@ -63,7 +63,7 @@ impl Filesystem {
         }
         let refreshing = self.listings.is_loaded(dir);
         let Some(ino) = self.inodes.child(dir, name) else {
-            if entry.kind == crate::hub::TreeEntryKind::Directory && self.emptied_here(dir, &entry.path) {
+            if entry.kind == TreeEntryKind::Directory && self.emptied_here(dir, &entry.path) {
                 return None;
             }
             let ino = self.new_node(dir, name, entry);
@@ -73,6 +73,7 @@ impl Filesystem {
             return Some(ino);
         };
         if self.has_local_changes(ino) {
+            self.note_remote_change(ino, entry);
             return Some(ino);
         }
         let current = self.inodes.get(ino).map(|n| n.kind.clone());
@@ -94,6 +95,31 @@ impl Filesystem {
                 self.drop_child(dir, ino);
                 Some(self.new_node(dir, name, entry))
             }
+        }
+    }
+
+    /// A listing shows file `ino`, which has changes not yet committed, with content that is
+    /// neither what the mount last knew nor what it is committing: someone else changed it
+    /// meanwhile. The local version still wins (it is newer here); the log says so.
+    fn note_remote_change(&mut self, ino: Ino, entry: &TreeEntry) {
+        let TreeEntryKind::File { source: ContentSource::Xet { hash: listed }, .. } = &entry.kind else {
+            return;
+        };
+        let Some(node) = self.inodes.get(ino) else { return };
+        let known = self.bases.get(&ino) == Some(listed)
+            || !node.local
+                && matches!(&node.kind, NodeKind::File { source: ContentSource::Xet { hash }, .. } if hash == listed);
+        let path = self.inodes.path(ino);
+        let ours = matches!(self.commits.queue.latest(&path), Some(Op::Add { xet_hash, .. }) if xet_hash == listed);
+        let changing =
+            self.writes.get(ino).is_some_and(|ws| ws.is_dirty()) || self.commits.queue.latest(&path).is_some();
+        if !known && !ours && changing {
+            self.bases.insert(ino, listed.clone());
+            let short = &listed[..listed.len().min(12)];
+            self.log(
+                LogLevel::Warn,
+                format!("{path} changed in the bucket (now {short}…) while it has local changes not yet committed: the local version will replace it"),
+            );
         }
     }
 

@@ -31,6 +31,13 @@ impl Filesystem {
             }
             return Ok(());
         }
+        let node_local = self.inodes.get(ino).is_none_or(|n| n.local);
+        if let (false, ContentSource::Xet { hash }) = (node_local, &source) {
+            // A change started on a clean file starts from what the bucket has now.
+            if self.commits.queue.latest(&self.inodes.path(ino)).is_none() {
+                self.bases.insert(ino, hash.clone());
+            }
+        }
         self.next_stage += 1;
         let staging = format!("{}{ino:016x}-{}", self.cfg.writes.staging_dir, self.next_stage);
         let starts_empty = truncate || size == 0;
@@ -481,6 +488,7 @@ impl Filesystem {
     /// answered); the state goes as soon as no staging IO or upload uses it.
     pub(crate) fn forget_changes(&mut self, ino: Ino, now: Instant) {
         self.journal_forget(ino);
+        self.bases.remove(&ino);
         if self.writes.has(ino) {
             self.writes.forget_changes(ino);
             self.uploads.unschedule(ino);
