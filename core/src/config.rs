@@ -172,6 +172,10 @@ pub struct WritePolicy {
     pub staging_dir: String,
     /// How long a failed commit waits before it is tried again.
     pub commit_retry: Duration,
+    /// Bytes all staging files together may hold (`None`: as much as the disk takes). A write
+    /// that would grow them past it gets `ENOSPC`; files whose content the bucket has are not
+    /// counted once their write state goes.
+    pub max_staging: Option<u64>,
 }
 
 impl Default for WritePolicy {
@@ -184,6 +188,7 @@ impl Default for WritePolicy {
             stream_threshold: 8 << 20,
             staging_dir: "/tmp/hf-mount-staging/".to_string(),
             commit_retry: Duration::from_secs(10),
+            max_staging: None,
         }
     }
 }

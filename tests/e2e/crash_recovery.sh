@@ -11,6 +11,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../target}/release
 source "$here/lib.sh"
+export HERE=$here
 
 start_hubsim
 api() { python3 "$here/bucket_api.py" "$ep" "$@"; }
@@ -64,6 +65,38 @@ curl -sf -X DELETE "$ep/_emulator/faults" >/dev/null
 pid=$(pgrep -f "hf-mount-fuse.*$work/mnt/j\$"); kill -TERM "$pid"; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 mounted j --hf-token alice-token bucket alice/crash
 check "the mount after commits it" eventually bash -c "test \"\$(python3 '$here/bucket_api.py' '$ep' alice/crash cat later.txt)\" = 'kept for later'"
+
+echo "# --max-staging-size"
+mounted cap --hf-token alice-token --advanced-writes --max-staging-size 1M bucket alice/crash
+check "writes past the staging bound get ENOSPC; what was acknowledged is kept and committed; committed files free their share" python3 - "$work/mnt/cap" "$ep" <<'PY'
+import errno, os, subprocess, sys
+mnt, ep = sys.argv[1:]
+os.makedirs(f"{mnt}/cap", exist_ok=True)
+def fill(name, limit=None):
+    fd = os.open(f"{mnt}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    written = 0
+    try:
+        while limit is None or written < limit:
+            written += os.write(fd, b"x" * 65536)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+        return fd, written, True
+    return fd, written, False
+fd, n, full = fill("cap/a.bin", 600_000)
+assert not full, "600 KB fit in 1 MiB"
+os.fsync(fd); os.close(fd)
+fd, b, full = fill("cap/b.bin")
+assert full and 600_000 <= b <= 1 << 20, (full, b)
+fd2, c, full2 = fill("cap/c.bin", 65536)
+assert full2 and c == 0, "b.bin holds the staging space while it is unsaved"
+os.close(fd2)
+os.fsync(fd); os.close(fd)
+got = subprocess.run([sys.executable, os.path.join(os.environ["HERE"], "bucket_api.py"), ep, "alice/crash", "cat", "cap/b.bin"], capture_output=True, check=True).stdout
+assert got == b"x" * b, (len(got), b)
+fd, c, full = fill("cap/c.bin", 900_000)
+assert not full, "b.bin, committed and closed, freed its share"
+os.fsync(fd); os.close(fd)
+PY
 
 echo "# 8 writers x 200 files and 4 readers on one mount"
 check "every writer and reader ran without error" bash -c "python3 '$here/parallel_writers.py' '$work/mnt/j' | LC_ALL=C sort -k2 > '$work/par.sums'"

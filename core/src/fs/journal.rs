@@ -39,6 +39,8 @@ struct Entry {
     base: Option<String>,
     /// Staging files that hold (or held) this content; the last is the current one.
     stagings: Vec<String>,
+    /// Bytes of the staging files kept after their write state went.
+    kept_bytes: u64,
     /// The staging file the record on disk names, once written.
     durable: Option<String>,
     /// The staging file named by the record being written.
@@ -51,10 +53,6 @@ impl Journal {
     /// Whether `ino`'s edits to `staging` may be applied: the record names that file.
     pub fn allows(&self, ino: Ino, staging: &str) -> bool {
         self.entries.get(&ino).is_some_and(|e| e.durable.as_deref() == Some(staging))
-    }
-
-    pub fn keeps(&self, ino: Ino) -> bool {
-        self.entries.contains_key(&ino)
     }
 }
 
@@ -80,7 +78,8 @@ impl Filesystem {
             });
             self.next_stage += 1;
             let record = format!("{}{ino:016x}-{}.record", self.cfg.writes.staging_dir, self.next_stage);
-            let entry = Entry { record, base, stagings: Vec::new(), durable: None, writing: None, stale: false };
+            let entry =
+                Entry { record, base, stagings: Vec::new(), kept_bytes: 0, durable: None, writing: None, stale: false };
             self.journal.entries.insert(ino, entry);
         }
         let Some(e) = self.journal.entries.get_mut(&ino) else { return true };
@@ -137,9 +136,22 @@ impl Filesystem {
         self.maybe_drop_write_state(ino, now);
     }
 
-    /// The staging file of a write state being dropped: kept while the journal needs it.
-    pub(crate) fn journal_keeps(&self, ino: Ino) -> bool {
-        self.journal.keeps(ino)
+    /// The staging file (of `bytes`) of a write state being dropped: kept while the journal
+    /// needs it.
+    pub(crate) fn journal_keeps(&mut self, ino: Ino, bytes: u64) -> bool {
+        match self.journal.entries.get_mut(&ino) {
+            Some(e) => {
+                e.kept_bytes += bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Bytes in staging files: those of write states, and those the journal keeps.
+    pub(crate) fn staging_bytes(&self) -> u64 {
+        let live: u64 = self.writes.staged().map(|ino| self.file_size(ino)).sum();
+        live + self.journal.entries.values().map(|e| e.kept_bytes).sum::<u64>()
     }
 
     /// Records whose content the bucket now has (or that no longer matter) go, with their

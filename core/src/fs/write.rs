@@ -45,6 +45,9 @@ impl Filesystem {
         // written sequentially; an existing file edited in place needs its content in a
         // staging file first, in either mode.
         let in_memory = self.streaming() && starts_empty;
+        if !in_memory && !starts_empty && !self.staging_has_room(size, None) {
+            return Err(self.staging_full(ino));
+        }
         let body = if in_memory { Body::Memory { chunks: Vec::new(), len: 0 } } else { Body::Staged };
         let mut ws = WriteState::new(body, staging.clone(), in_memory);
         if in_memory {
@@ -65,6 +68,21 @@ impl Filesystem {
             self.stage(ino, StageKind::Prepare, op);
         }
         Ok(())
+    }
+
+    /// Can the staging files grow by `growth` bytes (plus `spilled`, a memory body about to
+    /// move to its staging file) within `--max-staging-size`?
+    fn staging_has_room(&self, growth: u64, spilled: Option<u64>) -> bool {
+        let Some(limit) = self.cfg.writes.max_staging else { return true };
+        let more = growth + spilled.unwrap_or(0);
+        more == 0 || self.staging_bytes() + more <= limit
+    }
+
+    fn staging_full(&self, ino: Ino) -> FsError {
+        let limit = self.cfg.writes.max_staging.unwrap_or(0);
+        let detail =
+            format!("{}: the staging files would pass --max-staging-size ({limit} bytes)", self.inodes.path(ino));
+        FsError::new(Errno::NoSpc, "staging_full", detail)
     }
 
     pub(crate) fn stage(&mut self, ino: Ino, kind: StageKind, op: StageOp) {
@@ -117,9 +135,14 @@ impl Filesystem {
             self.abort_stream(ino, now);
             self.spill(ino);
         }
-        let owed = match self.writes.get(ino).map(|ws| matches!(ws.body, Body::Memory { .. })) {
-            Some(true) => self.append_in_memory(ino, offset, data),
-            _ => self.write_staged(ino, offset, data),
+        let in_memory = self.writes.get(ino).is_some_and(|ws| matches!(ws.body, Body::Memory { .. }));
+        let staged = !in_memory || end > self.cfg.writes.memory_limit;
+        if staged && !self.staging_has_room(end.saturating_sub(size), in_memory.then_some(size)) {
+            return self.fail(id, self.staging_full(ino));
+        }
+        let owed = match in_memory {
+            true => self.append_in_memory(ino, offset, data),
+            false => self.write_staged(ino, offset, data),
         };
         self.writes.touch(ino, now);
         self.set_size(ino, size.max(end));
@@ -509,7 +532,8 @@ impl Filesystem {
         self.uploads.unschedule(ino);
         if let Some(ws) = self.writes.remove(ino) {
             // A journaled file's staging file stays until the bucket has its content.
-            if matches!(ws.body, Body::Staged) && !self.journal_keeps(ino) {
+            let size = self.file_size(ino);
+            if matches!(ws.body, Body::Staged) && !self.journal_keeps(ino, size) {
                 self.stage(ino, StageKind::Remove, StageOp::Remove { path: ws.staging });
             }
             for batch in 0..ws.next_batch {

@@ -199,6 +199,11 @@ impl WriteBuffer {
         !self.dirty.is_empty()
     }
 
+    /// Files whose content is in a staging file.
+    pub fn staged(&self) -> impl Iterator<Item = Ino> + '_ {
+        self.states.iter().filter(|(_, ws)| matches!(ws.body, Body::Staged)).map(|(ino, _)| *ino)
+    }
+
     pub fn dirty(&self) -> Vec<Ino> {
         self.dirty.iter().copied().collect()
     }

@@ -58,6 +58,11 @@ pub struct MountOpts {
     /// Do not use the on-disk chunk cache.
     #[arg(long, global = true)]
     pub no_disk_cache: bool,
+    /// Writable buckets: most bytes the staging files may hold together (suffixes K, M, G, T;
+    /// default: as much as the disk takes). Writes that would pass it get ENOSPC; files already
+    /// in the bucket free their share once closed.
+    #[arg(long, global = true, value_parser = parse_size)]
+    pub max_staging_size: Option<u64>,
     /// How long the kernel may cache names and attributes, in milliseconds.
     #[arg(long, global = true, default_value_t = 10_000)]
     pub metadata_ttl_ms: u64,

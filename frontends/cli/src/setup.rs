@@ -182,6 +182,7 @@ fn mount_config(o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Re
         flush_debounce: Duration::from_millis(o.flush_debounce_ms),
         flush_max_batch_window: Duration::from_millis(o.flush_max_batch_window_ms),
         staging_dir: format!("{}/", staging.display()),
+        max_staging: o.max_staging_size,
         ..WritePolicy::default()
     };
     Ok(cfg)
