@@ -70,6 +70,10 @@ impl Filesystem {
         if !matches!(ws.body, Body::Staged) || self.journal.allows(ino, &ws.staging) {
             return true;
         }
+        // A removed file (still open) never goes to the bucket: nothing to recover.
+        if self.inodes.get(ino).is_none_or(|n| n.detached) {
+            return true;
+        }
         let staging = ws.staging.clone();
         if !self.journal.entries.contains_key(&ino) {
             let base = self.inodes.get(ino).filter(|n| !n.local).and_then(|n| match &n.kind {
@@ -192,7 +196,7 @@ impl Filesystem {
             return false;
         }
         let path = self.inodes.path(ino);
-        self.writes.get(ino).is_some_and(|ws| ws.is_dirty())
+        self.writes.get(ino).is_some_and(|ws| ws.is_dirty() || !ws.edits_applied())
             || self.commits.queue.latest(&path).is_some()
             || self.commits.is_refused(&path)
     }

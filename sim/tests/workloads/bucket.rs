@@ -689,23 +689,41 @@ pub fn run(seed: u64, flavour: Flavour) -> u64 {
                     run.rename(&from, &to);
                 }
             }
-            // Unlink, sometimes while a reader holds the file open: it keeps reading it.
+            // Unlink, sometimes while a reader (or a writer) holds the file open: it keeps
+            // reading it (and writing to it).
             4 => {
                 let Some(path) = run.pick_file() else { continue };
                 let (dir, name) = split(&path);
                 let parent = run.must(dir);
                 let ino = run.must(&path);
+                let writer = run.sim.rng.below(2) == 0;
                 let held = (flavour != Flavour::Nfs && run.sim.rng.below(2) == 0).then(|| {
-                    match run.call(Request::Open { ino, write: false, truncate: false }) {
+                    match run.call(Request::Open { ino, write: writer, truncate: false }) {
                         Reply::Open { fh, .. } => fh,
                         other => panic!("{}: open {path}: {other:?}", run.ctx),
                     }
                 });
                 ok(&run.ctx.clone(), "unlink", &run.call(Request::Unlink { parent, name: name.into() }));
-                let old = run.files.remove(&path).unwrap_or_default();
+                let mut old = run.files.remove(&path).unwrap_or_default();
                 if let Some(fh) = held {
                     for _ in 0..run.sim.rng.below(30) {
                         run.sim.tick();
+                    }
+                    if writer {
+                        let data = Bytes::from_static(b"written after unlink");
+                        let write = Request::Write {
+                            ino,
+                            fh: Some(fh),
+                            offset: 0,
+                            data: data.clone(),
+                            stable: Stability::Unstable,
+                        };
+                        let r = run.call(write);
+                        assert!(matches!(r, Reply::Written { .. }), "{}: write to unlinked {path}: {r:?}", run.ctx);
+                        if old.len() < data.len() {
+                            old.resize(data.len(), 0);
+                        }
+                        old[..data.len()].copy_from_slice(&data);
                     }
                     let r = run.call(Request::Read { ino, fh: Some(fh), offset: 0, size: 1 << 20 });
                     let Reply::Data { data, .. } = r else { panic!("{}: read of unlinked {path}: {r:?}", run.ctx) };
