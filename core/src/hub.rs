@@ -246,7 +246,7 @@ pub fn parse_revision_info(body: &[u8]) -> Result<RevisionInfo, String> {
 }
 
 /// Where a file's bytes live.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ContentSource {
     /// Stored in Xet CAS under this file hash.
     Xet { hash: String },

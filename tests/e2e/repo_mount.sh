@@ -74,6 +74,11 @@ check "tag shows its own commit" diff <(listing "$work/v1") <(listing "$work/mnt
 check "tag content is v1" grep -q "version 1" "$work/mnt/tag/README.md"
 mounted sha repo alice/e2e --revision "$c2"
 check "commit sha mount shows that commit" diff "$work/v2/README.md" "$work/mnt/sha/README.md"
+mounted pages repo alice/e2e
+f=weights/shard-1.bin; size=$(stat -c %s "$work/v2/$f")
+cat "$work/mnt/pages/$f" >/dev/null; cat "$work/mnt/pages/$f" >/dev/null; cmp -s "$work/mnt/pages/$f" "$work/v2/$f"
+bytes_read() { pid=$(pgrep -f "hf-mount-fuse.*$work/mnt/pages\$"); kill -TERM "$pid"; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; grep -o '[0-9]* bytes read' "$work/mount-pages.log" | cut -d' ' -f1; }
+check "a re-open of an unchanged file (branch mount) is served from the page cache: 3 reads, the mount read it once" test "$(bytes_read)" = "$size"
 mounted sub repo alice/e2e/nested/d0/d1
 check "subfolder mount shows only that subtree" diff <(listing "$work/v2/nested/d0/d1") <(listing "$work/mnt/sub")
 

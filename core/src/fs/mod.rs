@@ -179,6 +179,9 @@ pub struct Filesystem {
     /// What the bucket held of each file when the mount started changing it (to tell a change
     /// made by someone else meanwhile from the mount's own).
     pub(crate) bases: Map<Ino, String>,
+    /// The content identity of each file as the kernel last opened it (its page cache may
+    /// hold those bytes).
+    pub(crate) kernel_pages: Map<Ino, u64>,
     pub(crate) uploads: upload::UploadScheduler,
     pub(crate) commits: commit::CommitScheduler,
     pub(crate) scans: namespace::Scans,
@@ -228,6 +231,7 @@ impl Filesystem {
             writes: writebuf::WriteBuffer::default(),
             journal: journal::Journal::default(),
             bases: Map::default(),
+            kernel_pages: Map::default(),
             uploads: upload::UploadScheduler::default(),
             commits: commit::CommitScheduler::default(),
             scans: namespace::Scans::default(),
@@ -460,6 +464,10 @@ impl Filesystem {
             Request::Lookup { parent, name } => self.lookup(id, &caller, parent, name, now),
             Request::Forget { ino, nlookup } => {
                 self.inodes.forget(ino, nlookup);
+                if self.inodes.get(ino).is_none_or(|n| n.lookups == 0) {
+                    // The kernel dropped the inode, and its pages with it.
+                    self.kernel_pages.remove(&ino);
+                }
                 self.reply(id, Reply::Empty);
             }
             Request::GetAttr { ino } => match self.attr(ino) {

@@ -58,9 +58,20 @@ impl Filesystem {
             }
         }
         let fh = self.handles.open(ino, write);
-        // Pinned commits never change: the kernel may keep its page cache across opens.
-        let keep_cache = matches!(self.remote, Remote::Repo { follow: None, .. });
+        let keep_cache = self.keep_pages(ino);
         self.reply(id, Reply::Open { fh, keep_cache });
+    }
+
+    /// May the kernel keep the pages it cached of `ino` for this open? Yes while the content
+    /// is the one it last opened (same size and content hash): a change seen while the file is
+    /// cached is invalidated at once (`InvalidateInode`), a change seen otherwise makes the next
+    /// open start from empty. A file with local changes in flight never keeps them.
+    fn keep_pages(&mut self, ino: Ino) -> bool {
+        use std::hash::BuildHasher;
+        let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| &n.kind) else { return false };
+        let identity = foldhash::fast::FixedState::default().hash_one((size, source));
+        let unchanged = self.kernel_pages.insert(ino, identity) == Some(identity);
+        unchanged && !self.writes.has(ino)
     }
 
     pub(crate) fn release(&mut self, id: RequestId, fh: u64, now: Instant) {

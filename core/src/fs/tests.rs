@@ -149,10 +149,9 @@ fn a_commit_sha_is_pinned_and_keeps_the_page_cache() {
     assert!(matches!(fs.remote, Remote::Repo { follow: None, .. }));
     assert_eq!(fs.poll_timeout(), None, "a pinned commit is never polled");
     let f = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "f".into() }));
-    assert!(matches!(
-        answer(&mut fs, Request::Open { ino: f.ino, write: false, truncate: false }),
-        Reply::Open { keep_cache: true, .. }
-    ));
+    let open = Request::Open { ino: f.ino, write: false, truncate: false };
+    assert!(matches!(answer(&mut fs, open.clone()), Reply::Open { keep_cache: false, .. }), "nothing cached yet");
+    assert!(matches!(answer(&mut fs, open), Reply::Open { keep_cache: true, .. }), "the same content again");
 }
 
 #[test]
