@@ -10,6 +10,8 @@ cleanup() {
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
+# Empty the kernel's page cache (as root; elsewhere a no-op), so a read is cold.
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 mbps() { python3 -c "print(f'{$1/1e6/($3-$2):.1f}')"; }
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x) for x in sys.argv[1:]):.1f}')" "$@"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }

@@ -7,7 +7,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../target}/release
 mib=${BENCH_MIB:-1024}
 source "$here/lib.sh"
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 requests() { curl -s "$ep/_emulator/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
 
 start_hubsim

@@ -12,7 +12,6 @@ mib=${BENCH_MIB:-1024}
 write_mib=${BENCH_WRITE_MIB:-512}
 runs=${BENCH_RUNS:-3}
 source "$here/lib.sh"
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 # Binary sizes: the default build, and a threads-only build (same target dir; the default
 # binary is rebuilt after, so the rest of the run uses it).
