@@ -243,6 +243,11 @@ impl Filesystem {
             self.commits.pauses.remove(&path);
             self.log(LogLevel::Warn, format!("the Hub now accepts {path}: committed"));
         }
+        // A newer op of a refused path just landed: the refused (older) one must never follow it.
+        let landed: Vec<String> = self.commits.queue.in_flight_paths().into_iter().map(str::to_string).collect();
+        for path in landed {
+            self.commits.refused.remove(&path);
+        }
         let (finished, files) = self.commits.queue.on_committed();
         for ino in files {
             self.unreported.remove(&ino);
