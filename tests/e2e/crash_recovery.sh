@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end: `kill -9` of a bucket mount while 20 files are being written (closed but not
+# End to end: `kill -9` of a bucket mount while 21 files are being written (closed but not
 # saved, fsync'd, in the middle of a write, renamed into place, edited in place), plus one file
 # changed in the bucket meanwhile. The next mount of the bucket with the same cache dir finds
 # the journal, commits every acknowledged byte (checked through the Python client against a
@@ -32,7 +32,7 @@ check "a remote change over local uncommitted changes is detected and logged" ev
 python3 "$here/crash_writer.py" "$mnt" "$ref" "$work/ready" >"$work/writer.out" 2>&1 &
 writer=$!; pids+=($writer)
 for _ in $(seq 600); do [ -e "$work/ready" ] && break; kill -0 $writer 2>/dev/null || break; sleep 0.1; done
-check "the writer wrote its 20 files" test -e "$work/ready"
+check "the writer wrote its 21 files" test -e "$work/ready"
 check "the fsync'd files are in the bucket before the kill" bash -c "cd '$ref' && for f in synced/*.bin; do test \"\$(python3 '$here/bucket_api.py' '$ep' alice/crash cat \$f | sha256sum)\" = \"\$(sha256sum < \$f)\" || exit 1; done"
 check "the closed files are not (their upload is 10 minutes away)" bash -c "! python3 '$here/bucket_api.py' '$ep' alice/crash tree | grep -q '^closed/'"
 pkill -9 -f "hf-mount-fuse.*$mnt\$"; sleep 0.2
@@ -43,7 +43,7 @@ check "the killed mount left a journal" bash -c "ls '$journal'/*/*.record >/dev/
 echo "# the next mount recovers it"
 started=$(date +%s%N)
 mounted k --hf-token alice-token bucket alice/crash
-check "recovery reports what it committed" eventually grep -q "recovery from .*: 16 files committed .* 1 kept under new names, 0 already in the bucket, 0 left for the next mount" "$work/mount-k.log"
+check "recovery reports what it committed" eventually grep -q "recovery from .*: 17 files committed .* 1 kept under new names, 0 already in the bucket, 0 left for the next mount" "$work/mount-k.log"
 echo "     remount to recovered: $(( ($(date +%s%N) - started) / 1000000 )) ms; $(grep -o 'recovery from .*' "$work/mount-k.log" | sed 's/.*: //')"
 api alice/crash sums | LC_ALL=C sort -k2 >"$work/bucket.sums"
 check "every acknowledged byte reached the bucket (closed, fsync'd, mid-write, renamed, edited)" bash -c "cd '$ref' && find . -type f -print0 | xargs -0 sha256sum | LC_ALL=C sort -k2 | while read -r sum path; do grep -qx \"\$sum  \$path\" '$work/bucket.sums' || { echo \"missing or different: \$path\"; exit 1; }; done"
@@ -52,6 +52,9 @@ check "the remote change is kept at its path" test "$(api alice/crash cat base/c
 recovered=$(grep -o 'saved as base/changed.recovered-[0-9-]*.txt' "$work/mount-k.log" | sed 's/saved as //')
 check "the local version is kept under the name the log gives" test "$(api alice/crash cat "$recovered")" = "local v2"
 check "the recovered journal is gone" bash -c "test \$(ls '$journal' | wc -l) -eq 1"
+check "safetensors loads the recovered checkpoint through the mount" python3 -c "
+from safetensors.numpy import load_file; import numpy as np
+t = load_file('$mnt/ckpt/weights.safetensors'); assert t['w'].shape == (100, 1000) and t['w'][99, 999] == 99999 and t['b'].sum() == 1000"
 check "the mount shows the recovered files" eventually bash -c "test \"\$(ls '$mnt/closed' | wc -l)\" -eq 8 && cmp '$ref/open/3.bin' '$mnt/open/3.bin'"
 
 echo "# a journal the Hub cannot take now is kept for the mount after"

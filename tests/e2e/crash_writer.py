@@ -7,6 +7,7 @@ crash_recovery.sh, which kills the mount with SIGKILL while this runs.
     synced/N.bin   5 files written, fsync'd and closed (already in the bucket)
     open/N.bin     5 files in the middle of being written (what each write returned counts)
     ckpt/model.bin written to a temporary name, closed, renamed over (checkpoint pattern)
+    ckpt/weights.safetensors  saved by safetensors and closed
     base/edited.txt  an existing file edited in place (no O_TRUNC)
 """
 import os
@@ -53,6 +54,14 @@ with open(os.path.join(mnt, "ckpt/.model.bin.tmp"), "wb") as f:
     f.write(data)
 os.rename(os.path.join(mnt, "ckpt/.model.bin.tmp"), os.path.join(mnt, "ckpt/model.bin"))
 mirror("ckpt/model.bin", data)
+
+# A real library's checkpoint, saved and closed, not yet uploaded at the kill.
+import numpy as np  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+tensors = {"w": np.arange(100_000, dtype=np.float32).reshape(100, 1000), "b": np.ones(1000, dtype=np.float16)}
+save_file(tensors, os.path.join(mnt, "ckpt/weights.safetensors"))
+save_file(tensors, os.path.join(ref, "ckpt/weights.safetensors"))
 
 fd = os.open(os.path.join(mnt, "base/edited.txt"), os.O_RDWR)
 os.pwrite(fd, b"EDITED", 4)

@@ -176,8 +176,10 @@ pub struct Filesystem {
     pub(crate) parked: Parked,
     pub(crate) writes: writebuf::WriteBuffer,
     pub(crate) journal: journal::Journal,
-    /// What the bucket held of each file when the mount started changing it (to tell a change
-    /// made by someone else meanwhile from the mount's own).
+    /// What the bucket held of each file when the mount started changing it, or the newer
+    /// version a listing showed since (to tell a change made by someone else from the mount's
+    /// own, and log each once). Not the journal's base: a recovery compares the bucket with
+    /// the version the change started from.
     pub(crate) bases: Map<Ino, String>,
     /// The content identity of each file as the kernel last opened it (its page cache may
     /// hold those bytes).
