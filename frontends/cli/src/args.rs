@@ -1,23 +1,56 @@
 //! The hf-mount command line: the same flags as the incumbent, accepted before or after the
-//! subcommand (`hf-mount-fuse --hub-endpoint URL repo ID MNT --revision R`).
+//! subcommand (`hf-mount-fuse --hub-endpoint URL repo ID MNT --revision R`). Both backends
+//! take `MountOpts`; each adds its own (`FuseOpts`, `NfsOpts`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::runtime::RuntimeKind;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "hf-mount-fuse",
-    version,
-    about = "Mount a Hugging Face Hub repo (read-only) or bucket (read-write) as a local folder (FUSE)"
-)]
-pub struct Cli {
+#[command(version)]
+pub struct Cli<F: Args> {
     #[command(flatten)]
     pub opts: MountOpts,
+    #[command(flatten)]
+    pub frontend: F,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+impl<F: Args> Cli<F> {
+    /// Parse `args` as the program `name`, described by `about`.
+    pub fn parse_as<I, T>(name: &'static str, about: &'static str, args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command().name(name).bin_name(name).about(about).try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
+}
+
+/// Flags only `hf-mount-fuse` takes (none yet beyond the shared ones).
+#[derive(Args, Debug)]
+pub struct FuseOpts {}
+
+/// Flags only `hf-mount-nfs` takes.
+#[derive(Args, Debug)]
+pub struct NfsOpts {
+    /// Address the NFS server listens on (port 0: any free port).
+    #[arg(long, global = true, default_value = "127.0.0.1:0")]
+    pub nfs_listen: SocketAddr,
+    /// Serve only: print `nfs=ADDR:PORT export=/` once connections are accepted, and run until
+    /// SIGTERM (mount it by hand, or test with userspace clients).
+    #[arg(long, global = true)]
+    pub no_kernel_mount: bool,
+    /// Serve clients connecting from unprivileged ports (by default only privileged source
+    /// ports are served, as the kernel client uses, so other local users cannot forge an
+    /// AUTH_SYS identity).
+    #[arg(long, global = true)]
+    pub nfs_insecure_port: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,7 +184,8 @@ mod tests {
 
     #[test]
     fn flags_before_and_after_the_subcommand() {
-        let a = Cli::try_parse_from([
+        let parse = |args: &[&str]| Cli::<FuseOpts>::parse_as("hf-mount-fuse", "", args.iter().copied());
+        let a = parse(&[
             "hf-mount-fuse",
             "--hub-endpoint",
             "http://h",
@@ -167,7 +201,14 @@ mod tests {
         assert_eq!(a.opts.hub_endpoint, "http://h");
         assert_eq!(a.opts.revision, "v1");
         assert_eq!(a.opts.hf_token.as_deref(), Some("t"));
-        assert!(Cli::try_parse_from(["hf-mount-fuse", "repo"]).is_err());
-        assert!(Cli::try_parse_from(["hf-mount-fuse", "--bogus", "repo", "a/b", "/m"]).is_err());
+        assert!(parse(&["hf-mount-fuse", "repo"]).is_err());
+        assert!(parse(&["hf-mount-fuse", "--bogus", "repo", "a/b", "/m"]).is_err());
+        assert!(parse(&["hf-mount-fuse", "--no-kernel-mount", "repo", "a/b", "/m"]).is_err());
+        let nfs = |args: &[&str]| Cli::<NfsOpts>::parse_as("hf-mount-nfs", "", args.iter().copied());
+        let n = nfs(&["hf-mount-nfs", "bucket", "a/b", "/m", "--no-kernel-mount", "--nfs-listen", "127.0.0.1:2049"])
+            .unwrap();
+        assert!(n.frontend.no_kernel_mount);
+        assert_eq!(n.frontend.nfs_listen.port(), 2049);
+        assert!(nfs(&["hf-mount-nfs", "--nfs-listen", "nowhere", "bucket", "a/b", "/m"]).is_err());
     }
 }

@@ -23,8 +23,8 @@ pub fn init() {
 }
 
 /// Print a fatal error, redacted like the log.
-pub fn fatal(message: &str) {
-    eprintln!("hf-mount-fuse: {}", secrets::redact(message));
+pub fn fatal(program: &str, message: &str) {
+    eprintln!("{program}: {}", secrets::redact(message));
 }
 
 /// Makes one `RedactedLine` per log event.

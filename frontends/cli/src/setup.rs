@@ -1,7 +1,7 @@
-//! Mount-time work: token discovery, the mount's configuration from the flags, wiring core,
-//! effects, runtime and the FUSE session together, waiting for core to resolve the source (any
-//! error there is one line, before anything is mounted), and the unmount on a signal followed
-//! by a bounded drain of unsaved writes.
+//! Mount-time work both frontends share: token discovery, mountpoint checks, the mount's
+//! configuration from the flags, wiring core, effects and runtime together, waiting for core
+//! to resolve the source (any error there is one line, before anything is mounted), and, once
+//! the frontend is done, the bounded drain of unsaved writes and the final report.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,12 +10,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use hfm_core::config::{AccessPolicy, ReadPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::hub::{self, HubUrls};
-use hfm_core::{Filesystem, MountConfig};
-use hfm_driver::{Clock, DrainOutcome, Driver};
+use hfm_core::{Filesystem, MountConfig, MountInfo};
+use hfm_driver::{Clock, DrainOutcome, Driver, Notifier, Running};
 use hfm_effects::{CacheSettings, Executor, HubClient};
-use hfm_fuse::{Config, FuseAdapter, FuseNotifier, MountOption, SessionACL};
 
-use crate::args::{Cli, Cmd, MountOpts};
+use crate::args::{Cmd, MountOpts};
 use crate::recovery;
 
 pub fn block_termination_signals() -> libc::sigset_t {
@@ -36,44 +35,6 @@ fn wait_for_signal(set: libc::sigset_t) -> i32 {
     // SAFETY: `set` is a valid signal set blocked in every thread (inherited from main).
     unsafe { libc::sigwait(&set, &mut sig) };
     sig
-}
-
-/// The kernel offers FUSE only 128 KiB of readahead in INIT; raising the mount's BDI readahead
-/// lets it send 1 MiB reads (fuser negotiates max_pages for that). It is set to 2 MiB, not 1:
-/// an unaligned 1 MiB pread spans 257 pages, and with a window of exactly 256 the lone tail
-/// page starts a second full window, doubling what random 1 MiB preads fetch (measured: 2.2x
-/// at 1024 KiB, 1.0x at 2048 KiB). Best effort: needs root; without it reads stay at 128 KiB.
-fn raise_readahead(mountpoint: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(mountpoint) else { return };
-    let dev = meta.dev();
-    // SAFETY: major/minor only decode the number.
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-    if let Err(e) = std::fs::write(&path, "2048") {
-        tracing::info!("could not raise readahead ({path}): {e}");
-    }
-}
-
-/// How long an unmount waits for programs to close their files before draining anyway.
-const SESSION_END_WAIT: Duration = Duration::from_secs(2);
-
-/// Detach the mount so the FUSE session ends: umount2 as root, else fusermount.
-fn unmount(path: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        return Ok(());
-    }
-    for tool in ["fusermount3", "fusermount"] {
-        if let Ok(status) = std::process::Command::new(tool).arg("-u").arg("-z").arg(path).status() {
-            if status.success() {
-                return Ok(());
-            }
-        }
-    }
-    bail!("{}", std::io::Error::last_os_error())
 }
 
 /// `--hf-token`, else `HF_TOKEN`, else `$HF_TOKEN_PATH`, `$HF_HOME/token` or
@@ -146,7 +107,7 @@ fn start_nonce() -> u64 {
 }
 
 /// The mount's configuration from the command line; what it resolves to is core's to find out.
-fn mount_config(o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Result<MountConfig> {
+fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Result<MountConfig> {
     let urls = HubUrls::new(&o.hub_endpoint);
     let (source, subfolder) = match cmd {
         Cmd::Repo { id, .. } => {
@@ -165,8 +126,13 @@ fn mount_config(o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Re
     cfg.has_token = has_token;
     cfg.uid = o.uid.unwrap_or(uid);
     cfg.gid = o.gid.unwrap_or(gid);
-    // The kernel checks permissions (`default_permissions`) and vouches for who creates.
-    cfg.access = AccessPolicy { check: false, owner_from_caller: true };
+    cfg.access = match frontend {
+        // The kernel checks permissions (`default_permissions`) and vouches for who creates.
+        Frontend::Fuse => AccessPolicy { check: false, owner_from_caller: true },
+        // An NFS caller's identity is whatever its AUTH_SYS credential says: core checks each
+        // request against the mode bits, and new files belong to the mount's owner.
+        Frontend::Nfs => AccessPolicy { check: true, owner_from_caller: false },
+    };
     cfg.metadata_ttl = if o.metadata_ttl_minimal { Duration::ZERO } else { Duration::from_millis(o.metadata_ttl_ms) };
     cfg.policy = ReadPolicy::default();
     cfg.timeouts.read_fetch = (o.read_fetch_timeout_ms > 0).then(|| Duration::from_millis(o.read_fetch_timeout_ms));
@@ -174,7 +140,9 @@ fn mount_config(o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Re
     cfg.seed = start_nonce();
     cfg.verifier = start_nonce().rotate_left(17);
     cfg.writes = WritePolicy {
-        mode: match (matches!(cmd, Cmd::Bucket { .. }) && !o.read_only, o.advanced_writes) {
+        // NFS clients write out of order: an NFS mount always stages.
+        mode: match (matches!(cmd, Cmd::Bucket { .. }) && !o.read_only, o.advanced_writes || frontend == Frontend::Nfs)
+        {
             (false, _) => WriteMode::ReadOnly,
             (true, false) => WriteMode::Streaming,
             (true, true) => WriteMode::Advanced,
@@ -188,38 +156,74 @@ fn mount_config(o: &MountOpts, cmd: &Cmd, has_token: bool, staging: &Path) -> Re
     Ok(cfg)
 }
 
-pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
-    let o = cli.opts;
-    let mountpoint = match &cli.cmd {
+/// Which frontend serves the mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frontend {
+    Fuse,
+    Nfs,
+}
+
+impl Frontend {
+    pub fn program(self) -> &'static str {
+        match self {
+            Frontend::Fuse => "hf-mount-fuse",
+            Frontend::Nfs => "hf-mount-nfs",
+        }
+    }
+}
+
+/// A mount whose source is resolved and whose runtime runs, before any frontend serves it.
+pub struct Started {
+    pub frontend: Frontend,
+    pub running: Running,
+    pub info: MountInfo,
+    pub executor: Arc<Executor>,
+    pub mountpoint: PathBuf,
+    pub is_bucket: bool,
+    /// Seed of the source's stable identities (NFS file handles).
+    pub identity_seed: u64,
+    pub started: std::time::Instant,
+    staging: PathBuf,
+    instance: Option<recovery::Instance>,
+    journal_root: Option<PathBuf>,
+    bucket_id: Option<String>,
+    hub_endpoint: String,
+    drain_limit: Duration,
+}
+
+/// Resolve the source and start the runtime; `notifier` receives core's kernel invalidations.
+pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<dyn Notifier>>) -> Result<Started> {
+    let mountpoint = match cmd {
         Cmd::Repo { mountpoint, .. } | Cmd::Bucket { mountpoint, .. } => mountpoint.clone(),
     };
     check_mountpoint(&mountpoint, o.overlay)?;
     let token = find_token(o.hf_token.clone());
     let cache_dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let is_bucket = matches!(cli.cmd, Cmd::Bucket { .. });
+    let is_bucket = matches!(cmd, Cmd::Bucket { .. });
     // A writable bucket mount keeps its staging files and journal in a directory of its own,
     // which the next mount of the bucket recovers if this one ends without saving everything.
-    let bucket_id = match &cli.cmd {
+    let bucket_id = match cmd {
         Cmd::Bucket { id, .. } if !o.read_only => Some(hub::parse_bucket_arg(id).map_err(|e| anyhow!(e))?.0),
         _ => None,
     };
     let journal_root = bucket_id.as_deref().map(|id| recovery::journal_root(&cache_dir, id));
     let instance = journal_root.as_deref().map(|root| recovery::Instance::claim(root, start_nonce())).transpose()?;
     let staging = instance.as_ref().map_or_else(|| cache_dir.join("staging"), |i| i.dir.clone());
-    let mut cfg = mount_config(&o, &cli.cmd, token.is_some(), &staging)?;
+    let mut cfg = mount_config(frontend, o, cmd, token.is_some(), &staging)?;
+    // Subfolders of one source are different exports: their handles must not mix.
+    let identity_seed = hfm_core::identity::mount_seed(&format!("{}/{}", cfg.source.identity_key(), cfg.subfolder));
 
     let started = std::time::Instant::now();
-    let hub = HubClient::new(token, "fuse");
+    let hub = HubClient::new(token, if frontend == Frontend::Fuse { "fuse" } else { "nfs" });
     let cache = CacheSettings {
         dir: (!o.no_disk_cache).then(|| cache_dir.clone()),
         size_bytes: o.cache_size,
         xet_dir: cache_dir.join("xet"),
     };
     let executor = Arc::new(Executor::new(hub, cache).map_err(|e| anyhow!(e))?);
-    let (notifier, kernel_slot) = FuseNotifier::new();
     let clock = Clock::start();
     cfg.wall_ms_at_zero = clock.wall_ms_at_zero();
-    let driver = Driver::new(Filesystem::new(cfg), Some(Box::new(notifier)));
+    let driver = Driver::new(Filesystem::new(cfg), notifier);
     let running = crate::runtime::spawn(o.runtime, driver, executor.clone(), clock, o.max_threads)
         .context("starting the runtime")?;
     // Core resolves the source (with its retry policy) before anything is mounted.
@@ -230,106 +234,99 @@ pub fn run(cli: Cli, signals: libc::sigset_t) -> Result<()> {
             bail!("{}", e.detail);
         }
     };
+    Ok(Started {
+        frontend,
+        running,
+        info,
+        executor,
+        mountpoint,
+        is_bucket,
+        identity_seed,
+        started,
+        staging,
+        instance,
+        journal_root,
+        bucket_id,
+        hub_endpoint: o.hub_endpoint.clone(),
+        drain_limit: Duration::from_secs(o.drain_timeout_secs),
+    })
+}
 
-    let mut options = vec![
-        MountOption::FSName(format!("hf-mount:{}", info.label.trim_start_matches("bucket "))),
-        MountOption::Subtype("hf-mount".into()),
-        MountOption::NoAtime,
-        // The kernel enforces the mode bits and owners core reports.
-        MountOption::DefaultPermissions,
-    ];
-    options.push(if info.writable { MountOption::RW } else { MountOption::RO });
-    // `SessionACL::All` is fuser's `allow_other`.
-    // A private source stays with its owner unless sharing is asked for.
-    let owner_only = o.fuse_owner_only || (info.private && !o.allow_other);
-    let acl = if owner_only { SessionACL::Owner } else { SessionACL::All };
-
-    let mut config = Config::default();
-    config.mount_options = options;
-    config.acl = acl;
-    config.n_threads = Some(o.max_threads.max(1));
-    let session = fuser::Session::new(FuseAdapter::new(running.handle.clone()), &mountpoint, &config)
-        .with_context(|| format!("mounting at {}", mountpoint.display()))?;
-    let _ = kernel_slot.set(session.notifier());
-    let background = session.spawn().context("starting the FUSE session")?;
-    let mode = match (is_bucket, info.writable) {
-        (false, _) => "",
-        (true, false) => " (read-only)",
-        (true, true) => " (read-write)",
-    };
-    let mode = match (info.private, owner_only) {
-        (true, true) => format!("{mode} (private: its owner only; --allow-other shares it)"),
-        _ => mode.to_string(),
-    };
-    eprintln!(
-        "hf-mount-fuse: mounted {}{mode} at {} in {:.0?} (runtime {:?})",
-        info.label,
-        mountpoint.display(),
-        started.elapsed(),
-        o.runtime
-    );
-
-    raise_readahead(&mountpoint);
-    if let (true, Some(root), Some(bucket)) = (info.writable, journal_root.clone(), bucket_id.clone()) {
-        let recovery = recovery::Recovery { executor: executor.clone(), urls: HubUrls::new(&o.hub_endpoint), bucket };
-        let own = staging.clone();
-        std::thread::Builder::new().name("recovery".into()).spawn(move || recovery.run(&root, &own))?;
-    }
-    // The mount ends on a signal (we detach it) or when it is unmounted from outside.
-    let (ended, end) = std::sync::mpsc::channel::<&'static str>();
-    let session_ended = ended.clone();
-    std::thread::Builder::new().name("fuse-session".into()).spawn(move || {
-        if let Err(e) = background.join() {
-            tracing::warn!("FUSE session: {e}");
+impl Started {
+    /// "(read-write)", "(private: ...)" and the like, for the mount line.
+    pub fn mode_note(&self, owner_only: bool) -> String {
+        let mode = match (self.is_bucket, self.info.writable) {
+            (false, _) => "",
+            (true, false) => " (read-only)",
+            (true, true) => " (read-write)",
+        };
+        match (self.info.private, owner_only) {
+            (true, true) => format!("{mode} (private: its owner only; --allow-other shares it)"),
+            _ => mode.to_string(),
         }
-        let _ = session_ended.send("session");
-    })?;
+    }
+
+    /// Recover what earlier mounts of this bucket left unsaved, in the background.
+    pub fn start_recovery(&self) -> Result<()> {
+        if let (true, Some(root), Some(bucket)) =
+            (self.info.writable, self.journal_root.clone(), self.bucket_id.clone())
+        {
+            let recovery =
+                recovery::Recovery { executor: self.executor.clone(), urls: HubUrls::new(&self.hub_endpoint), bucket };
+            let own = self.staging.clone();
+            std::thread::Builder::new().name("recovery".into()).spawn(move || recovery.run(&root, &own))?;
+        }
+        Ok(())
+    }
+
+    pub fn drain_limit(&self) -> Duration {
+        self.drain_limit
+    }
+
+    /// Save what is unsaved (bounded), stop the runtime, report.
+    pub fn finish(self) -> Result<()> {
+        let program = self.frontend.program();
+        let limit = self.drain_limit;
+        let unsaved = self.info.writable && self.running.handle.drain(limit) != DrainOutcome::Drained;
+        if unsaved {
+            eprintln!(
+                "{program}: some writes could not be saved to the bucket within {limit:?}; they are kept in {} and the next mount of this bucket with this cache dir commits them",
+                self.staging.display()
+            );
+        }
+        if !unsaved && self.instance.is_some() {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+        if let Some(fs) = self.running.stop() {
+            let s = fs.stats();
+            eprintln!(
+                "{program}: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes), {} commits",
+                s.hub_requests,
+                s.fetches,
+                s.retries,
+                s.bytes_fetched,
+                self.executor.cas.transferred_bytes(),
+                s.bytes_read,
+                s.uploads,
+                s.bytes_uploaded,
+                s.commits,
+            );
+        }
+        if unsaved {
+            bail!("unmounted with unsaved writes");
+        }
+        Ok(())
+    }
+}
+
+/// Wait for SIGINT, SIGTERM or SIGHUP on a thread of its own; the signal's number arrives on
+/// the returned channel.
+pub fn on_signal(signals: libc::sigset_t) -> Result<std::sync::mpsc::Receiver<i32>> {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         let sig = wait_for_signal(signals);
         tracing::info!("signal {sig}");
-        let _ = ended.send("signal");
+        let _ = tx.send(sig);
     })?;
-    let limit = Duration::from_secs(o.drain_timeout_secs);
-    if end.recv() == Ok("signal") {
-        let started = std::time::Instant::now();
-        if let Err(e) = unmount(&mountpoint) {
-            eprintln!("hf-mount-fuse: unmount of {} failed: {e}", mountpoint.display());
-        }
-        // Detached: the session ends once the last open file is closed. Programs that hold
-        // files open (a reader blocked on a dead Hub) do not hold up the exit: past a short
-        // wait the drain runs anyway, and exiting ends their session.
-        if end.recv_timeout(SESSION_END_WAIT.min(limit)).is_err() {
-            tracing::warn!("files are still open in {}; they will see the mount end", mountpoint.display());
-        }
-        tracing::debug!("session ended or given up after {:?}", started.elapsed());
-    }
-    let unsaved = info.writable && running.handle.drain(limit) != DrainOutcome::Drained;
-    if unsaved {
-        eprintln!(
-            "hf-mount-fuse: some writes could not be saved to the bucket within {limit:?}; they are kept in {} and the next mount of this bucket with this cache dir commits them",
-            staging.display()
-        );
-    }
-    if !unsaved && instance.is_some() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    if let Some(fs) = running.stop() {
-        let s = fs.stats();
-        eprintln!(
-            "hf-mount-fuse: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes), {} commits",
-            s.hub_requests,
-            s.fetches,
-            s.retries,
-            s.bytes_fetched,
-            executor.cas.transferred_bytes(),
-            s.bytes_read,
-            s.uploads,
-            s.bytes_uploaded,
-            s.commits,
-        );
-    }
-    if unsaved {
-        bail!("unmounted with unsaved writes");
-    }
-    Ok(())
+    Ok(rx)
 }
