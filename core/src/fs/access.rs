@@ -51,6 +51,15 @@ impl Filesystem {
         }
     }
 
+    /// `require` on a node a request uses as a directory: one that is not a directory passes,
+    /// so its handler answers `ENOTDIR` (as Linux does) rather than `EACCES`.
+    fn require_dir(&self, caller: &Caller, dir: Ino, mask: u32) -> Result<(), FsError> {
+        match self.attr(dir) {
+            Some(attr) if attr.kind != FileKind::Directory => Ok(()),
+            _ => self.require(caller, dir, mask, false),
+        }
+    }
+
     /// Removing `name` from sticky directory `parent` needs the file or the directory.
     fn sticky(&self, caller: &Caller, parent: Ino, name: &str) -> Result<(), FsError> {
         let Some(dir) = self.attr(parent) else { return Ok(()) };
@@ -91,8 +100,8 @@ impl Filesystem {
     pub(crate) fn check_access(&self, caller: &Caller, req: &Request) -> Result<(), FsError> {
         let dir_write = WRITE | EXECUTE;
         match req {
-            Request::Lookup { parent, .. } => self.require(caller, *parent, EXECUTE, false),
-            Request::ReadDir { ino, .. } => self.require(caller, *ino, READ, false),
+            Request::Lookup { parent, .. } => self.require_dir(caller, *parent, EXECUTE),
+            Request::ReadDir { ino, .. } => self.require_dir(caller, *ino, READ),
             Request::Open { ino, write, truncate } => {
                 let mask = if *write || *truncate { WRITE } else { READ };
                 self.require(caller, *ino, mask, false)
@@ -102,18 +111,18 @@ impl Filesystem {
             Request::Create { parent, .. }
             | Request::Mkdir { parent, .. }
             | Request::Mknod { parent, .. }
-            | Request::Symlink { parent, .. } => self.require(caller, *parent, dir_write, false),
+            | Request::Symlink { parent, .. } => self.require_dir(caller, *parent, dir_write),
             Request::Unlink { parent, name } | Request::Rmdir { parent, name } => {
-                self.require(caller, *parent, dir_write, false)?;
+                self.require_dir(caller, *parent, dir_write)?;
                 self.sticky(caller, *parent, name)
             }
             Request::Rename { parent, name, new_parent, new_name, .. } => {
-                self.require(caller, *parent, dir_write, false)?;
-                self.require(caller, *new_parent, dir_write, false)?;
+                self.require_dir(caller, *parent, dir_write)?;
+                self.require_dir(caller, *new_parent, dir_write)?;
                 self.sticky(caller, *parent, name)?;
                 self.sticky(caller, *new_parent, new_name)
             }
-            Request::Link { new_parent, .. } => self.require(caller, *new_parent, dir_write, false),
+            Request::Link { new_parent, .. } => self.require_dir(caller, *new_parent, dir_write),
             Request::SetAttr { ino, set, .. } => self.check_setattr(caller, *ino, set),
             _ => Ok(()),
         }

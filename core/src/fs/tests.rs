@@ -322,6 +322,9 @@ fn create_without_open_exclusive_and_permissions() {
     let chmod =
         Request::SetAttr { ino: attr.ino, set: SetAttr { mode: Some(0o777), ..Default::default() }, guard_ctime: None };
     assert_eq!(errno(answer_as(&mut fs, stranger, chmod)), Errno::Perm);
+    // A file used as a directory is ENOTDIR, whatever its mode says about searching it.
+    let inside = Request::Lookup { parent: attr.ino, name: "y".into() };
+    assert_eq!(errno(answer_as(&mut fs, Caller::new(0, 0), inside)), Errno::NotDir);
     write(owner, &mut fs);
     // The owner's write waits for the staging file (prepared, named by a journal record,
     // written), then is acknowledged.

@@ -185,26 +185,20 @@ impl Connection {
             }
         };
         let (prog, vers, procedure) = (body.prog, body.vers, body.proc_);
+        tracing::debug!("nfs: {} xid {xid:#x}: program {prog} v{vers} procedure {procedure}", self.peer);
         match prog {
             nfs3::PROGRAM if vers != nfs3::VERSION => refuse(ReplyStat::ProgMismatch { low: 3, high: 3 }),
             nfs3::PROGRAM => match Call::decode(procedure, args) {
-                Ok(call) => {
-                    let replies = self.replies.clone();
-                    let respond = Box::new(move |results: Vec<u8>| {
-                        let mut out = rpc::reply(xid, ReplyStat::Success, None);
-                        out.extend_from_slice(&results);
-                        let _ = replies.send(out);
-                    });
-                    self.session.nfs(caller, call, respond);
-                }
+                Ok(call) => self.session.nfs(caller, call, self.responder(xid)),
                 Err(BadCall::NoSuchProcedure) => refuse(ReplyStat::ProcUnavail),
                 Err(BadCall::Garbage) => refuse(ReplyStat::GarbageArgs),
             },
             mount::PROGRAM if vers != mount::VERSION => refuse(ReplyStat::ProgMismatch { low: 3, high: 3 }),
             mount::PROGRAM => match MountCall::decode(procedure, args) {
                 Ok(call) => {
-                    let results = self.session.mount(&self.peer.ip().to_string(), call);
-                    self.success(xid, &results);
+                    tracing::debug!("nfs: {} mount call {call:?}", self.peer);
+                    let respond = self.responder(xid);
+                    self.session.mount(caller, &self.peer.ip().to_string(), call, respond);
                 }
                 Err(BadCall::NoSuchProcedure) => refuse(ReplyStat::ProcUnavail),
                 Err(BadCall::Garbage) => refuse(ReplyStat::GarbageArgs),
@@ -222,6 +216,19 @@ impl Connection {
             _ => refuse(ReplyStat::ProgUnavail),
         }
         true
+    }
+
+    /// Where the session puts the results of call `xid`, from whichever thread answers it.
+    fn responder(&self, xid: u32) -> crate::session::Respond {
+        let replies = self.replies.clone();
+        let in_flight = self.in_flight.clone();
+        Box::new(move |results: Vec<u8>| {
+            let mut out = rpc::reply(xid, ReplyStat::Success, None);
+            out.extend_from_slice(&results);
+            if replies.send(out).is_err() {
+                in_flight.release();
+            }
+        })
     }
 
     fn success(&self, xid: u32, results: &[u8]) {

@@ -14,7 +14,7 @@ use hfm_driver::{Handle, ReplySink};
 
 use crate::convert::{self, fattr, wcc};
 use crate::handle::{self, Handles};
-use crate::mount::{ExportEntry, List, MountCall, MountEntry, MountOk, MountRes};
+use crate::mount::{AuthFlavors, ExportEntry, List, MountCall, MountEntry, MountOk, MountRes};
 use crate::nfs3::*;
 use crate::xdr::Xdr;
 
@@ -101,34 +101,68 @@ impl Session {
 
     // ---- MOUNT ----------------------------------------------------------------------------
 
-    /// Results of a MOUNT call from `host`.
-    pub fn mount(&self, host: &str, call: MountCall) -> Vec<u8> {
+    /// Results of a MOUNT call from `host`. MNT accepts the export `/` and any directory
+    /// beneath it (as knfsd does), so clients that mount the parent of the file they want work.
+    pub fn mount(self: &Arc<Self>, caller: Caller, host: &str, call: MountCall, done: Respond) {
         let mut mounts = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        let host = host.as_bytes().to_vec();
         match call {
-            MountCall::Null | MountCall::Umnt(_) | MountCall::UmntAll => {
-                match call {
-                    MountCall::Umnt(dir) => mounts.retain(|m| !(m.hostname == host.as_bytes() && m.directory == dir)),
-                    MountCall::UmntAll => mounts.retain(|m| m.hostname != host.as_bytes()),
-                    _ => {}
-                }
-                Vec::new()
+            MountCall::Null => done(Vec::new()),
+            MountCall::Umnt(dir) => {
+                mounts.retain(|m| !(m.hostname == host && m.directory == dir));
+                done(Vec::new())
             }
+            MountCall::UmntAll => {
+                mounts.retain(|m| m.hostname != host);
+                done(Vec::new())
+            }
+            MountCall::Dump => done(List(mounts.clone()).to_bytes()),
+            MountCall::Export => done(List(vec![ExportEntry { dir: b"/".to_vec(), groups: Vec::new() }]).to_bytes()),
             MountCall::Mnt(dir) => {
-                let res: MountRes = if dir == b"/" || dir.is_empty() {
-                    let entry = MountEntry { hostname: host.as_bytes().to_vec(), directory: b"/".to_vec() };
-                    if !mounts.contains(&entry) {
-                        mounts.push(entry);
-                    }
-                    let auth_flavors = crate::mount::AuthFlavors(vec![crate::rpc::AUTH_SYS, crate::rpc::AUTH_NONE]);
-                    NfsResult::Ok(MountOk { fhandle: self.handles.encode(hfm_core::ROOT_INO), auth_flavors })
-                } else {
-                    NfsResult::Err(Status::NoEnt, ())
+                drop(mounts);
+                let Ok(path) = String::from_utf8(dir.clone()) else {
+                    return respond::<MountRes>(done, NfsResult::Err(Status::NoEnt, ()));
                 };
-                res.to_bytes()
+                let names: Vec<String> = path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
+                let me = self.clone();
+                self.walk(caller, hfm_core::ROOT_INO, names, move |found| {
+                    let res: MountRes = match found {
+                        Ok(ino) => {
+                            let entry = MountEntry { hostname: host, directory: dir };
+                            let mut mounts = me.mounts.lock().unwrap_or_else(|e| e.into_inner());
+                            if !mounts.contains(&entry) {
+                                mounts.push(entry);
+                            }
+                            let auth_flavors = AuthFlavors(vec![crate::rpc::AUTH_SYS, crate::rpc::AUTH_NONE]);
+                            NfsResult::Ok(MountOk { fhandle: me.handles.encode(ino), auth_flavors })
+                        }
+                        Err(s) => NfsResult::Err(s, ()),
+                    };
+                    respond(done, res)
+                });
             }
-            MountCall::Dump => List(mounts.clone()).to_bytes(),
-            MountCall::Export => List(vec![ExportEntry { dir: b"/".to_vec(), groups: Vec::new() }]).to_bytes(),
         }
+    }
+
+    /// The directory at `names` below `dir`, looked up one name at a time.
+    fn walk(
+        self: &Arc<Self>,
+        caller: Caller,
+        dir: Ino,
+        mut names: Vec<String>,
+        then: impl FnOnce(Result<Ino, Status>) + Send + 'static,
+    ) {
+        if names.is_empty() {
+            return then(Ok(dir));
+        }
+        let name = names.remove(0);
+        let me = self.clone();
+        let c = caller.clone();
+        self.ask(&caller, Request::Lookup { parent: dir, name }, move |r| match r {
+            Reply::Entry { attr, .. } if attr.kind == FileKind::Directory => me.walk(c, attr.ino, names, then),
+            Reply::Entry { .. } => then(Err(Status::NotDir)),
+            other => then(Err(failure(Ok(other)))),
+        });
     }
 
     // ---- NFS ------------------------------------------------------------------------------
@@ -192,6 +226,10 @@ impl Session {
         let me = self.clone();
         self.run(&caller, ino, Request::GetAttr { ino }, move |r| {
             let res: GetAttrRes = match r {
+                // Removed: core keeps the file for descriptors still open over FUSE; an NFS
+                // client (which renames open files away instead of removing them) is told the
+                // handle is gone.
+                Ok(Reply::Attr { attr, .. }) if attr.nlink == 0 => NfsResult::Err(Status::Stale, ()),
                 Ok(Reply::Attr { attr, .. }) => NfsResult::Ok(me.attr(&attr)),
                 other => NfsResult::Err(failure(other), ()),
             };
