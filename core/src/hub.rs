@@ -165,6 +165,12 @@ impl HubUrls {
         url
     }
 
+    /// Recursive tree listing of `dir` ("" = root) at `rev`: every descendant, directories
+    /// included, first page.
+    pub fn tree_recursive(&self, repo: &RepoRef, rev: &str, dir: &str, limit: u32) -> String {
+        self.tree(repo, rev, dir, limit) + "&recursive=true"
+    }
+
     pub fn resolve(&self, repo: &RepoRef, rev: &str, path: &str) -> String {
         format!(
             "{}/{}{}/resolve/{}/{}",

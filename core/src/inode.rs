@@ -139,6 +139,11 @@ impl InodeTable {
         }
     }
 
+    /// The number `path` (a full remote path) gets when nothing else holds it.
+    pub fn identity_of(&self, path: &str) -> Ino {
+        identity::candidate(self.seed, path, 0)
+    }
+
     pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
         self.by_name.get(&(parent, name.to_string())).copied()
     }

@@ -49,6 +49,8 @@ pub(crate) enum Purpose {
     Scan {
         dir: Ino,
     },
+    /// Recursive listing of the whole mount, to find unknown identities.
+    Search,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

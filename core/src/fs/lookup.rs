@@ -83,14 +83,6 @@ impl Filesystem {
         }
     }
 
-    /// A stable identity back to its file, while the file exists in this mount.
-    pub(crate) fn resolve(&mut self, id: RequestId, ino: Ino) {
-        match self.inodes.get(ino) {
-            Some(n) if !n.detached => self.entry_reply(id, ino, None),
-            _ => self.fail(id, FsError::new(Errno::Stale, "stale", format!("inode {ino} is no longer known"))),
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn readdir(
         &mut self,

@@ -27,6 +27,7 @@ mod namespace;
 mod parked;
 mod read;
 mod refresh;
+mod resolve;
 mod stream;
 mod upload;
 mod write;
@@ -187,6 +188,7 @@ pub struct Filesystem {
     pub(crate) uploads: upload::UploadScheduler,
     pub(crate) commits: commit::CommitScheduler,
     pub(crate) scans: namespace::Scans,
+    pub(crate) search: resolve::Search,
     pub(crate) poll: refresh::Poller,
     /// Errors of background work (upload, commit) not yet reported to the file's user.
     pub(crate) unreported: Map<Ino, FsError>,
@@ -237,6 +239,7 @@ impl Filesystem {
             uploads: upload::UploadScheduler::default(),
             commits: commit::CommitScheduler::default(),
             scans: namespace::Scans::default(),
+            search: resolve::Search::default(),
             poll: refresh::Poller::default(),
             unreported: Map::default(),
             drain: Drain::default(),
@@ -476,7 +479,7 @@ impl Filesystem {
                 Some(attr) => self.reply(id, Reply::Attr { attr, ttl: self.cfg.metadata_ttl, before: None }),
                 None => self.fail(id, FsError::not_found()),
             },
-            Request::Resolve { ino } => self.resolve(id, ino),
+            Request::Resolve { ino } => self.resolve(id, &caller, ino, now),
             Request::ReadDir { ino, offset, plus, budget } => self.readdir(id, &caller, ino, offset, plus, budget, now),
             Request::Open { ino, write, truncate } => self.open(id, ino, write, truncate, now),
             Request::Read { ino, fh, offset, size } => self.read(id, &caller, ino, fh, offset, size),
@@ -659,6 +662,10 @@ impl Filesystem {
                 Ok((page, next)) => self.on_scan_page(dir, page, next, now),
                 Err(e) => self.on_failure(id, Flight { purpose: Purpose::Scan { dir }, ..flight }, malformed(e), now),
             },
+            Purpose::Search => match tree_page(completion) {
+                Ok((page, next)) => self.on_search_page(page, next, now),
+                Err(e) => self.on_failure(id, Flight { purpose: Purpose::Search, ..flight }, malformed(e), now),
+            },
         }
     }
 
@@ -690,6 +697,7 @@ impl Filesystem {
             }
             Purpose::Poll => self.on_poll(Err(err), now),
             Purpose::Scan { dir } => self.fail_scan(dir, err),
+            Purpose::Search => self.fail_search(err),
         }
     }
 

@@ -22,6 +22,8 @@ pub(crate) enum Wait {
     Listing(Ino),
     /// The recursive listing of a directory about to be renamed is complete.
     Scan(Ino),
+    /// The recursive listing that finds unknown identities is complete.
+    Search,
     /// The file's staging file is created (or filled).
     Staging(Ino),
     /// Every write queued for the file's staging file is applied.

@@ -193,7 +193,6 @@ fn read_only_answers_need_no_io() {
     assert_eq!(answer(&mut fs, Request::Access { ino: ROOT_INO, mask: access::READ }), Reply::Access { allowed: 4 });
     assert_eq!(answer(&mut fs, Request::Flush { ino: ROOT_INO, fh: 1 }), Reply::Empty);
     assert_eq!(errno(answer(&mut fs, Request::GetAttr { ino: 99 })), Errno::NoEnt);
-    assert_eq!(errno(answer(&mut fs, Request::Resolve { ino: 99 })), Errno::Stale);
     assert_eq!(errno(answer(&mut fs, Request::Open { ino: ROOT_INO, write: false, truncate: false })), Errno::IsDir);
     match answer(&mut fs, Request::GetAttr { ino: ROOT_INO }) {
         Reply::Attr { attr, .. } => {
@@ -253,6 +252,38 @@ fn stable_identities_across_mounts() {
     let db = entry(answer(&mut b, Request::Lookup { parent: ROOT_INO, name: "d".into() }));
     assert_eq!(da.ino, db.ino, "the same path has the same inode in another process");
     assert!(matches!(answer(&mut a, Request::Resolve { ino: da.ino }), Reply::Entry { .. }));
+}
+
+#[test]
+fn an_identity_from_another_process_resolves_by_one_search() {
+    let tree = r#"[{"type":"directory","oid":"t","size":0,"path":"d"}]"#;
+    let mut fs = repo_fs(SHA, tree);
+    // A handle made by an earlier process for d/e/f.txt, which this one never looked up, and
+    // one that names nothing: both wait for one recursive listing.
+    let target = fs.inodes.identity_of("d/e/f.txt");
+    let caller = Caller::new(7, 8);
+    fs.handle_request(RequestId(5), caller.clone(), Request::Resolve { ino: target }, Instant::ZERO);
+    fs.handle_request(RequestId(6), caller, Request::Resolve { ino: 99 }, Instant::ZERO);
+    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA}?limit=1000&recursive=true"));
+    assert!(fs.poll_effect().is_none(), "one search for both");
+    assert!(fs.poll_reply().is_none());
+    let all = r#"[{"type":"directory","oid":"t","size":0,"path":"d"},
+                  {"type":"directory","oid":"t","size":0,"path":"d/e"},
+                  {"type":"file","oid":"o","size":3,"path":"d/e/f.txt"}]"#;
+    fs.handle_completion(id, http(200, all), Instant::ZERO);
+    assert_eq!(fs.poll_reply().map(|(id, r)| (id, errno(r))), Some((RequestId(6), Errno::Stale)));
+    // The path is walked as lookups would: each listing on the way, then the entry.
+    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA}/d?limit=1000"));
+    fs.handle_completion(id, http(200, r#"[{"type":"directory","oid":"t","size":0,"path":"d/e"}]"#), Instant::ZERO);
+    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA}/d/e?limit=1000"));
+    fs.handle_completion(id, http(200, r#"[{"type":"file","oid":"o","size":3,"path":"d/e/f.txt"}]"#), Instant::ZERO);
+    match fs.poll_reply() {
+        Some((RequestId(5), Reply::Entry { attr, .. })) => assert_eq!((attr.ino, attr.size), (target, 3)),
+        other => panic!("{other:?}"),
+    }
+    // Known now: no more IO; a number the search did not find stays stale without another.
+    assert!(matches!(answer(&mut fs, Request::Resolve { ino: target }), Reply::Entry { .. }));
+    assert_eq!(errno(answer(&mut fs, Request::Resolve { ino: 98 })), Errno::Stale);
 }
 
 #[test]
