@@ -249,13 +249,10 @@ impl Xdr for ReplyHeader {
     }
 }
 
-/// A whole reply: the header, then (on success) the results.
-pub fn reply(xid: u32, stat: ReplyStat, results: Option<&dyn Fn(&mut Vec<u8>)>) -> Vec<u8> {
+/// A reply's header; on success the procedure's results follow it.
+pub fn reply(xid: u32, stat: ReplyStat) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     ReplyHeader { xid, stat }.put(&mut out);
-    if let Some(results) = results {
-        results(&mut out);
-    }
     out
 }
 

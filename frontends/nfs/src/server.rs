@@ -171,7 +171,7 @@ impl Connection {
             Incoming::Garbage => return false,
         };
         self.in_flight.acquire();
-        let refuse = |stat: ReplyStat| self.send(rpc::reply(xid, stat, None));
+        let refuse = |stat: ReplyStat| self.send(rpc::reply(xid, stat));
         if body.rpcvers != rpc::RPC_VERSION {
             refuse(ReplyStat::RpcMismatch { low: 2, high: 2 });
             return true;
@@ -223,7 +223,7 @@ impl Connection {
         let replies = self.replies.clone();
         let in_flight = self.in_flight.clone();
         Box::new(move |results: Vec<u8>| {
-            let mut out = rpc::reply(xid, ReplyStat::Success, None);
+            let mut out = rpc::reply(xid, ReplyStat::Success);
             out.extend_from_slice(&results);
             if replies.send(out).is_err() {
                 in_flight.release();
@@ -232,7 +232,7 @@ impl Connection {
     }
 
     fn success(&self, xid: u32, results: &[u8]) {
-        let mut out = rpc::reply(xid, ReplyStat::Success, None);
+        let mut out = rpc::reply(xid, ReplyStat::Success);
         out.extend_from_slice(results);
         self.send(out);
     }
