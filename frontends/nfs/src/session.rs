@@ -542,7 +542,7 @@ impl Session {
                     })
                     .collect();
                 let res: ReadDirPlusRes =
-                    NfsResult::Ok(ReadDirPlusOk { dir_attributes: None, cookieverf: verifier, entries, eof });
+                    NfsResult::Ok(DirPage { dir_attributes: None, cookieverf: verifier, entries, eof });
                 respond(done, res)
             } else {
                 let entries = entries
@@ -550,7 +550,7 @@ impl Session {
                     .map(|e| Entry { fileid: e.ino, name: e.name.as_bytes().to_vec(), cookie: e.next_offset })
                     .collect();
                 let res: ReadDirRes =
-                    NfsResult::Ok(ReadDirOk { dir_attributes: None, cookieverf: verifier, entries, eof });
+                    NfsResult::Ok(DirPage { dir_attributes: None, cookieverf: verifier, entries, eof });
                 respond(done, res)
             }
         });

@@ -184,17 +184,20 @@ xdr_struct! {
     }
 }
 
-/// `READDIR3resok`.
+/// `READDIR3resok` and `READDIRPLUS3resok`: a page of entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct ReadDirOk {
+pub struct DirPage<E> {
     pub dir_attributes: PostOpAttr,
     pub cookieverf: [u8; 8],
-    pub entries: Vec<Entry>,
+    pub entries: Vec<E>,
     pub eof: bool,
 }
 
-impl Xdr for ReadDirOk {
+pub type ReadDirOk = DirPage<Entry>;
+pub type ReadDirPlusOk = DirPage<EntryPlus>;
+
+impl<E: Xdr> Xdr for DirPage<E> {
     fn put(&self, out: &mut Vec<u8>) {
         self.dir_attributes.put(out);
         self.cookieverf.put(out);
@@ -206,7 +209,7 @@ impl Xdr for ReadDirOk {
         let (i, cookieverf) = <[u8; 8]>::get(i)?;
         let (i, entries) = get_list(i)?;
         let (i, eof) = bool::get(i)?;
-        Ok((i, ReadDirOk { dir_attributes, cookieverf, entries, eof }))
+        Ok((i, DirPage { dir_attributes, cookieverf, entries, eof }))
     }
 }
 
@@ -228,32 +231,6 @@ xdr_struct! {
         pub cookie: u64,
         pub name_attributes: PostOpAttr,
         pub name_handle: PostOpFh,
-    }
-}
-
-/// `READDIRPLUS3resok`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct ReadDirPlusOk {
-    pub dir_attributes: PostOpAttr,
-    pub cookieverf: [u8; 8],
-    pub entries: Vec<EntryPlus>,
-    pub eof: bool,
-}
-
-impl Xdr for ReadDirPlusOk {
-    fn put(&self, out: &mut Vec<u8>) {
-        self.dir_attributes.put(out);
-        self.cookieverf.put(out);
-        put_list(&self.entries, out);
-        self.eof.put(out);
-    }
-    fn get(i: &[u8]) -> Res<'_, Self> {
-        let (i, dir_attributes) = PostOpAttr::get(i)?;
-        let (i, cookieverf) = <[u8; 8]>::get(i)?;
-        let (i, entries) = get_list(i)?;
-        let (i, eof) = bool::get(i)?;
-        Ok((i, ReadDirPlusOk { dir_attributes, cookieverf, entries, eof }))
     }
 }
 
