@@ -80,7 +80,7 @@ served repo2 repo alice/e2e --poll-interval-secs 0
 check "repo handles from before the restart resolve" probe handles check "$port" "$work/repo-handles"
 served bucket2 bucket alice/nb --poll-interval-secs 0
 check "bucket handles from before the restart resolve" probe handles check "$port" "$work/bucket-handles"
-check "a handle of the repo is stale on the bucket" bash -c "! probe handles check $port '$work/repo-handles' 2>&1 | grep -q resolves; probe handles check $port '$work/repo-handles' 2>&1 | grep -q NFS3ERR_STALE"
+check "a handle of the repo is stale on the bucket" bash -c "out=\$(probe handles check $port '$work/repo-handles' 2>&1); echo \"\$out\"; ! grep -q resolves <<<\"\$out\" && grep -q NFS3ERR_STALE <<<\"\$out\""
 
 # ---- the kernel mount, which this machine cannot do ---------------------------------------
 mkdir -p "$work/mnt/kernel"
