@@ -61,6 +61,10 @@ pub struct MountConfig {
     pub seed: u64,
     /// Write verifier: a different value every time the mount starts.
     pub verifier: u64,
+    /// Refuse to create OS metadata files (`osjunk`) and hide them in bucket listings.
+    pub filter_os_files: bool,
+    /// Most directories a poll that saw a remote change re-lists at once.
+    pub poll_listing_concurrency: usize,
 }
 
 impl MountConfig {
@@ -82,6 +86,8 @@ impl MountConfig {
             poll_interval: None,
             seed: 0,
             verifier: 0,
+            filter_os_files: true,
+            poll_listing_concurrency: 4,
         }
     }
 }

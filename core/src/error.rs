@@ -98,7 +98,7 @@ impl FsError {
     }
 
     pub fn level(&self) -> LogLevel {
-        if self.label == "permission_denied" {
+        if self.label == "permission_denied" || self.label == "os_metadata_file" {
             return LogLevel::Debug;
         }
         match self.errno {

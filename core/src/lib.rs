@@ -14,6 +14,7 @@ pub mod hub;
 pub mod identity;
 pub mod inode;
 pub mod listing;
+pub mod osjunk;
 pub mod prefetch;
 pub mod readcache;
 pub mod request;

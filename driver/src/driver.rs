@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use hfm_core::error::LogLevel;
 use hfm_core::{DrainOutcome, Effect, EffectId, Filesystem, FsError, Instant, MountInfo, Reply, RequestId};
 
-use crate::handle::Input;
+use crate::handle::{Input, Report};
 use crate::{Notifier, ReplySink};
 
 /// Whether the runtime goes on after an input.
@@ -30,6 +30,7 @@ pub struct Driver {
     drain_waiter: Option<mpsc::Sender<DrainOutcome>>,
     mounted: Option<Result<MountInfo, FsError>>,
     mount_waiters: Vec<mpsc::Sender<Result<MountInfo, FsError>>>,
+    last_error: Option<String>,
 }
 
 impl Driver {
@@ -42,6 +43,7 @@ impl Driver {
             drain_waiter: None,
             mounted: None,
             mount_waiters: Vec::new(),
+            last_error: None,
         };
         driver.deliver();
         driver
@@ -70,6 +72,13 @@ impl Driver {
             Input::Drain { limit, done } => {
                 self.drain_waiter = Some(done);
                 self.fs.begin_drain(now, limit);
+            }
+            Input::Report { done } => {
+                let _ = done.send(Report {
+                    stats: self.fs.stats().clone(),
+                    unsaved_files: self.fs.unsaved_files(),
+                    last_error: self.last_error.clone(),
+                });
             }
             Input::Shutdown => return Flow::Stop,
         }
@@ -104,7 +113,10 @@ impl Driver {
             if let Reply::Error(err) = &reply {
                 match err.level() {
                     LogLevel::Debug => tracing::debug!("{err}"),
-                    LogLevel::Warn => tracing::warn!("{err}"),
+                    LogLevel::Warn => {
+                        tracing::warn!("{err}");
+                        self.last_error = Some(err.to_string());
+                    }
                 }
             }
             match self.sinks.remove(&id) {
@@ -120,7 +132,10 @@ impl Driver {
         while let Some((level, line)) = self.fs.poll_log() {
             match level {
                 LogLevel::Debug => tracing::debug!("{line}"),
-                LogLevel::Warn => tracing::warn!("{line}"),
+                LogLevel::Warn => {
+                    tracing::warn!("{line}");
+                    self.last_error = Some(line);
+                }
             }
         }
         if let Some(outcome) = self.fs.poll_mounted() {

@@ -5,7 +5,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hfm_core::{Caller, Completion, DrainOutcome, EffectId, Errno, Filesystem, FsError, MountInfo, Reply, Request};
+use hfm_core::{
+    Caller, Completion, DrainOutcome, EffectId, Errno, Filesystem, FsError, MountInfo, Reply, Request, Stats,
+};
 
 use crate::ReplySink;
 
@@ -29,8 +31,22 @@ pub enum Input {
         limit: Duration,
         done: mpsc::Sender<DrainOutcome>,
     },
+    /// Send the mount's live figures on `done` (`hf-mount status`).
+    Report {
+        done: mpsc::Sender<Report>,
+    },
     /// Stop after this input; the thread returns the filesystem.
     Shutdown,
+}
+
+/// What a running mount says about itself.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub stats: Stats,
+    /// Files written but not yet committed.
+    pub unsaved_files: usize,
+    /// The last warning logged (a failed request, upload or fetch), if any.
+    pub last_error: Option<String>,
 }
 
 /// A runtime's queue of inputs.
@@ -80,6 +96,15 @@ impl Handle {
             return DrainOutcome::GaveUp;
         }
         outcome.recv().unwrap_or(DrainOutcome::GaveUp)
+    }
+
+    /// The mount's live figures, or `None` if the runtime is gone.
+    pub fn report(&self) -> Option<Report> {
+        let (done, report) = mpsc::channel();
+        if self.inbox.push(Input::Report { done }).is_some() {
+            return None;
+        }
+        report.recv().ok()
     }
 
     pub fn shutdown(&self) {

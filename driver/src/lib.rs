@@ -16,7 +16,7 @@ mod handle;
 
 pub use clock::Clock;
 pub use driver::{Driver, Flow};
-pub use handle::{Handle, Inbox, Input, Running};
+pub use handle::{Handle, Inbox, Input, Report, Running};
 
 pub use hfm_core::DrainOutcome;
 use hfm_core::{Completion, Effect, KernelNotify, Reply};

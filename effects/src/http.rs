@@ -2,11 +2,14 @@
 //! core to interpret, and ranged GETs of regular files.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hfm_core::hub::failure_from_response;
 use hfm_core::{EffectFailure, FailureKind, HttpResponse};
+
+use crate::token::Credential;
 
 fn read_response(
     mut resp: ureq::http::Response<ureq::Body>,
@@ -31,12 +34,12 @@ const MAX_BODY: u64 = 256 << 20;
 #[derive(Clone)]
 pub struct HubClient {
     agent: ureq::Agent,
-    token: Option<String>,
+    token: Credential,
     user_agent: String,
 }
 
 impl HubClient {
-    pub fn new(token: Option<String>, frontend: &str) -> Self {
+    pub fn new(token: Credential, frontend: &str) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -45,19 +48,17 @@ impl HubClient {
             .max_redirects(0)
             .build()
             .into();
-        if let Some(t) = &token {
-            crate::secrets::remember(t);
-        }
         HubClient { agent, token, user_agent: format!("hf-mount/{}; fs/{frontend}", env!("CARGO_PKG_VERSION")) }
     }
 
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    /// The Hub token to send now.
+    pub fn token(&self) -> Option<Arc<str>> {
+        self.token.current()
     }
 
     fn send(&self, url: &str, range: Option<&Range<u64>>) -> Result<HttpResponse, EffectFailure> {
         let mut req = self.agent.get(url).header("user-agent", &self.user_agent).header("accept-encoding", "identity");
-        if let Some(t) = &self.token {
+        if let Some(t) = self.token() {
             req = req.header("authorization", &format!("Bearer {t}"));
         }
         if let Some(r) = range {
@@ -76,7 +77,7 @@ impl HubClient {
     /// POST `body` to a Hub URL; any HTTP status is a success here (core classifies it).
     pub fn post(&self, url: &str, content_type: &str, body: &[u8]) -> Result<HttpResponse, EffectFailure> {
         let mut req = self.agent.post(url).header("user-agent", &self.user_agent).header("content-type", content_type);
-        if let Some(t) = &self.token {
+        if let Some(t) = self.token() {
             req = req.header("authorization", &format!("Bearer {t}"));
         }
         let resp =

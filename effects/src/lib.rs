@@ -9,10 +9,12 @@ mod cas;
 mod http;
 pub mod secrets;
 mod stage;
+mod token;
 mod upload;
 
 pub use cas::{CacheSettings, CasReader};
 pub use http::HubClient;
+pub use token::Credential;
 pub use upload::CasWriter;
 
 use hfm_core::{Completion, Effect};

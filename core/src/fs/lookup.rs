@@ -221,8 +221,8 @@ impl Filesystem {
             None => {
                 let fetched = self.listings.take_fetched(dir);
                 let children = self.merge_listing(dir, fetched);
-                self.commits.listing_ended(dir);
                 self.listings.set_loaded(dir, &children, now);
+                self.listing_ended(dir);
                 if self.stale.remove(&dir) {
                     self.log(LogLevel::Warn, format!("listing {} works again", self.inodes.path(dir)));
                 }
@@ -237,7 +237,7 @@ impl Filesystem {
             p => p,
         };
         let err = FsError { detail: format!("listing {shown}: {}", err.detail), ..err };
-        self.commits.listing_ended(dir);
+        self.listing_ended(dir);
         if self.listings.is_loaded(dir) && err.errno != Errno::NoEnt {
             // Stale if error: what the directory had keeps being served (for another TTL) until
             // the Hub answers again; said once per directory.

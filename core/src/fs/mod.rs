@@ -2,7 +2,7 @@
 //! configured read-only).
 //!
 //! Method classes, in the manner of quinn-proto:
-//! - getters: `config`, `stats`, `is_busy`, `has_unsaved`, `write_verifier`;
+//! - getters: `config`, `stats`, `unsaved_files`, `is_busy`, `has_unsaved`, `write_verifier`;
 //! - inputs: `handle_request`, `handle_completion`, `handle_timeout` (each takes `now`), and the
 //!   command `begin_drain`;
 //! - outputs, drained in this order after every input: `poll_reply`, `poll_effect`,
@@ -144,15 +144,20 @@ pub(crate) struct Outputs {
     drained: Option<DrainOutcome>,
 }
 
-/// Counters for benchmarks and tests.
+/// Counters for benchmarks, tests and `hf-mount status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub hub_requests: u64,
     pub fetches: u64,
     pub bytes_fetched: u64,
     pub bytes_read: u64,
+    /// Reads of remote content, and how many of them had to wait for bytes from the Hub.
+    pub reads: u64,
+    pub reads_waited: u64,
+    pub bytes_written: u64,
     pub retries: u64,
     pub uploads: u64,
+    pub upload_failures: u64,
     pub bytes_uploaded: u64,
     pub commits: u64,
     pub polls: u64,
@@ -265,6 +270,11 @@ impl Filesystem {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Files written but not yet committed to the bucket.
+    pub fn unsaved_files(&self) -> usize {
+        self.writes.dirty().len()
     }
 
     /// True while effects are outstanding or waiting to be retried.
@@ -539,7 +549,9 @@ impl Filesystem {
     pub(crate) fn resume(&mut self, id: RequestId, then: Then, now: Instant) {
         match then {
             Then::Redispatch(caller, req) => self.dispatch(id, caller, req, now),
-            Then::ServeRead { ino, range, deadline } => self.serve_read(id, ino, range, deadline),
+            Then::ServeRead { ino, range, deadline } => {
+                self.serve_read(id, ino, range, deadline);
+            }
             Then::Answer(reply) => self.reply(id, reply),
             Then::AnswerAfterStream { ino, reply } => match self.stream_backlogged(ino) {
                 true => self.park(id, Wait::Stream(ino), Then::Answer(reply)),

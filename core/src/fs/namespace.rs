@@ -38,6 +38,25 @@ impl Filesystem {
         }
     }
 
+    /// A name a request may give a new entry: a valid one, and no OS metadata file when they
+    /// are filtered (`EACCES`, as a folder that refuses them).
+    fn check_new_name(&self, name: &str) -> Result<(), FsError> {
+        check_name(name)?;
+        if self.hides_os_junk() && crate::osjunk::is_os_junk(name) {
+            return Err(FsError::new(
+                Errno::Acces,
+                "os_metadata_file",
+                format!("{name}: OS metadata files are not stored (--no-filter-os-files keeps them)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Bucket mounts filter OS metadata files unless told not to (repos are never written).
+    pub(crate) fn hides_os_junk(&self) -> bool {
+        self.cfg.filter_os_files && matches!(self.remote, Remote::Bucket { .. })
+    }
+
     /// Checks shared by every request that adds `name` to `parent`.
     fn ready_new_name(
         &mut self,
@@ -48,7 +67,7 @@ impl Filesystem {
         req: &Request,
         now: Instant,
     ) -> bool {
-        if let Err(e) = check_name(name) {
+        if let Err(e) = self.check_new_name(name) {
             self.fail(id, e);
             return false;
         }
@@ -107,7 +126,7 @@ impl Filesystem {
         now: Instant,
     ) {
         let req = Request::Create { parent, name: name.clone(), mode, how, open };
-        if let Err(e) = check_name(&name) {
+        if let Err(e) = self.check_new_name(&name) {
             return self.fail(id, e);
         }
         if !self.ready_dir(id, caller, parent, &req, now) {
@@ -299,7 +318,7 @@ impl Filesystem {
         now: Instant,
     ) {
         let req = Request::Rename { parent, name: name.clone(), new_parent, new_name: new_name.clone(), no_replace };
-        if let Err(e) = check_name(&new_name) {
+        if let Err(e) = self.check_new_name(&new_name) {
             return self.fail(id, e);
         }
         if !self.ready_dir(id, caller, parent, &req, now) || !self.ready_dir(id, caller, new_parent, &req, now) {

@@ -113,20 +113,27 @@ impl Filesystem {
             self.reads.cache.demote_before(ino, offset);
         }
         let deadline = self.cfg.timeouts.read_fetch.map(|t| self.now.saturating_add(t));
-        self.serve_read(id, ino, offset..end, deadline);
+        self.stats.reads += 1;
+        if !self.serve_read(id, ino, offset..end, deadline) {
+            self.stats.reads_waited += 1;
+        }
     }
 
-    /// Answer a read of `range` from the cache, or wait for the bytes in flight (failing with
-    /// `EIO` at `deadline`).
-    pub(crate) fn serve_read(&mut self, id: RequestId, ino: Ino, range: Range<u64>, deadline: Option<Instant>) {
+    /// Answer a read of `range` from the cache (true), or wait for the bytes in flight
+    /// (failing with `EIO` at `deadline`).
+    pub(crate) fn serve_read(&mut self, id: RequestId, ino: Ino, range: Range<u64>, deadline: Option<Instant>) -> bool {
         let file_size = self.file_size(ino);
         let range = range.start.min(file_size)..range.end.min(file_size);
         match self.reads.cache.read(ino, range.clone()) {
-            Some(data) => self.reply_data(id, data, range.end >= file_size),
+            Some(data) => {
+                self.reply_data(id, data, range.end >= file_size);
+                true
+            }
             None => {
                 // An eviction or failure may have left part of it uncovered.
                 self.ensure_fetched(ino, range.clone());
                 self.park(id, Wait::Bytes(ino), Then::ServeRead { ino, range, deadline });
+                false
             }
         }
     }

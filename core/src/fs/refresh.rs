@@ -7,6 +7,8 @@
 //! as they are. Everything else follows the listing, and each change becomes a kernel
 //! invalidation.
 
+use std::collections::VecDeque;
+
 use crate::collections::Set;
 use crate::commits::Op;
 use crate::error::{FsError, LogLevel};
@@ -22,13 +24,16 @@ use super::{Filesystem, Remote};
 /// Longest the poll interval grows to after repeated 401s (2^6 x the configured interval).
 const MAX_POLL_BACKOFF: u32 = 6;
 
-/// The background poll: when it runs next, its backoff after auth failures, and what it saw.
+/// The background poll: when it runs next, its backoff after auth failures, what it saw, and
+/// the re-listings a change started (at most `poll_listing_concurrency` at once).
 #[derive(Default)]
 pub(crate) struct Poller {
     pub next: Option<Instant>,
     backoff: u32,
     /// A bucket's `updatedAt` or a followed revision's commit, as last seen.
     pub remote_version: Option<String>,
+    relist_queue: VecDeque<Ino>,
+    relisting: Set<Ino>,
 }
 
 impl Filesystem {
@@ -53,9 +58,12 @@ impl Filesystem {
     }
 
     /// Apply one listed entry to directory `dir`; returns the child it now maps to, or `None`
-    /// when the entry is hidden by a local delete.
+    /// when the entry is hidden (by a local delete, or as an OS metadata file of a bucket).
     pub(crate) fn merge_entry(&mut self, dir: Ino, name: &str, entry: &TreeEntry) -> Option<Ino> {
         if matches!(self.commits.queue.latest(&entry.path), Some(Op::Delete)) {
+            return None;
+        }
+        if self.hides_os_junk() && crate::osjunk::is_os_junk(name) {
             return None;
         }
         if self.committed_during(dir, &entry.path) {
@@ -202,12 +210,32 @@ impl Filesystem {
         }
     }
 
-    /// Re-list every loaded directory in the background.
+    /// Re-list every loaded directory in the background, a few at a time.
     fn refresh_loaded(&mut self) {
         for dir in self.listings.loaded() {
+            if !self.poll.relist_queue.contains(&dir) && !self.poll.relisting.contains(&dir) {
+                self.poll.relist_queue.push_back(dir);
+            }
+        }
+        self.next_relistings();
+    }
+
+    fn next_relistings(&mut self) {
+        let limit = self.cfg.poll_listing_concurrency.max(1);
+        while self.poll.relisting.len() < limit {
+            let Some(dir) = self.poll.relist_queue.pop_front() else { break };
             if self.inodes.get(dir).is_some_and(|n| !n.detached) && self.listings.start_refresh(dir) {
+                self.poll.relisting.insert(dir);
                 self.start_listing(dir);
             }
+        }
+    }
+
+    /// `dir`'s listing ended (listed or failed): the poll may start its next re-listing.
+    pub(crate) fn listing_ended(&mut self, dir: Ino) {
+        self.commits.listing_ended(dir);
+        if self.poll.relisting.remove(&dir) {
+            self.next_relistings();
         }
     }
 }

@@ -511,3 +511,45 @@ fn streaming_takes_holes_rewrites_and_punches() {
     assert_eq!(data.len(), want.len());
     assert!(data[..] == want[..], "first difference at {:?}", data.iter().zip(&want).position(|(a, b)| a != b));
 }
+
+#[test]
+fn os_metadata_files_are_neither_created_nor_listed_on_a_bucket() {
+    let tree = r#"[{"type":"file","path":".DS_Store","size":3,"xetHash":"aa00000000000000000000000000000000000000000000000000000000000000","mtime":"2026-01-01T00:00:00.000Z"},
+                  {"type":"file","path":"kept.txt","size":3,"xetHash":"bb00000000000000000000000000000000000000000000000000000000000000","mtime":"2026-01-01T00:00:00.000Z"}]"#;
+    let names = |fs: &mut Filesystem| {
+        let list = Request::ReadDir { ino: ROOT_INO, offset: 0, plus: false, budget: fuse_budget(false) };
+        match answer(fs, list) {
+            Reply::Dir { entries, .. } => entries.into_iter().map(|e| e.name).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut fs = bucket_fs(WriteMode::Advanced, tree);
+    assert_eq!(names(&mut fs), [".", "..", "kept.txt"]);
+    let lookup = Request::Lookup { parent: ROOT_INO, name: ".DS_Store".into() };
+    assert_eq!(errno(answer(&mut fs, lookup)), Errno::NoEnt);
+    for name in [".DS_Store", "._kept.txt", "Thumbs.db"] {
+        let create =
+            Request::Create { parent: ROOT_INO, name: name.into(), mode: 0o644, how: CreateHow::Unchecked, open: true };
+        assert_eq!(errno(answer(&mut fs, create)), Errno::Acces, "{name}");
+    }
+    let mkdir = Request::Mkdir { parent: ROOT_INO, name: ".Trashes".into(), mode: 0o755 };
+    assert_eq!(errno(answer(&mut fs, mkdir)), Errno::Acces);
+    let kept = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "kept.txt".into() })).ino;
+    let rename = Request::Rename {
+        parent: ROOT_INO,
+        name: "kept.txt".into(),
+        new_parent: ROOT_INO,
+        new_name: "desktop.ini".into(),
+        no_replace: false,
+    };
+    assert_eq!(errno(answer(&mut fs, rename)), Errno::Acces);
+    assert!(kept > ROOT_INO);
+
+    // --no-filter-os-files: shown and created like any file.
+    let mut cfg = bucket_cfg(WriteMode::Advanced);
+    cfg.filter_os_files = false;
+    let mut fs = bucket_fs_with(cfg, tree);
+    assert_eq!(names(&mut fs), [".", "..", ".DS_Store", "kept.txt"]);
+    let mkdir = Request::Mkdir { parent: ROOT_INO, name: ".Trashes".into(), mode: 0o755 };
+    entry(answer(&mut fs, mkdir));
+}

@@ -237,6 +237,7 @@ impl Filesystem {
             return;
         }
         let path = self.inodes.path(ino);
+        self.stats.upload_failures += 1;
         self.writes.upload_ended(ino);
         self.uploads.schedule(ino, now.saturating_add(self.cfg.writes.commit_retry));
         let err = FsError { detail: format!("uploading {path}: {}", err.detail), ..err };

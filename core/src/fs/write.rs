@@ -144,6 +144,7 @@ impl Filesystem {
             true => self.append_in_memory(ino, offset, data),
             false => self.write_staged(ino, offset, data),
         };
+        self.stats.bytes_written += len;
         self.writes.touch(ino, now);
         self.set_size(ino, size.max(end));
         self.touch(ino, true, now);

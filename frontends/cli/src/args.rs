@@ -32,9 +32,14 @@ impl<F: Args> Cli<F> {
     }
 }
 
-/// Flags only `hf-mount-fuse` takes (none yet beyond the shared ones).
+/// Flags only `hf-mount-fuse` takes.
 #[derive(Args, Debug)]
-pub struct FuseOpts {}
+pub struct FuseOpts {
+    /// Bypass the kernel's page cache: every read reaches the mount (always current, no
+    /// double caching); mmap still works on kernels that allow it (Linux 6.6+).
+    #[arg(long, global = true)]
+    pub direct_io: bool,
+}
 
 /// Flags only `hf-mount-nfs` takes.
 #[derive(Args, Debug)]
@@ -79,6 +84,10 @@ pub struct MountOpts {
     /// Hugging Face token (else `HF_TOKEN`, else the standard token file).
     #[arg(long, global = true)]
     pub hf_token: Option<String>,
+    /// Read the Hugging Face token from this file, and again whenever it changes (rotated
+    /// credentials apply without a remount).
+    #[arg(long, global = true, conflicts_with = "hf_token")]
+    pub token_file: Option<PathBuf>,
     /// Hub URL.
     #[arg(long, global = true, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
     pub hub_endpoint: String,
@@ -127,6 +136,9 @@ pub struct MountOpts {
     /// Seconds between probes of a bucket for remote changes (0 disables the poll).
     #[arg(long, global = true, default_value_t = 30)]
     pub poll_interval_secs: u64,
+    /// Most directories re-listed at once after a poll saw a remote change.
+    #[arg(long, global = true, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub poll_listing_concurrency: u64,
     /// Mount a bucket read-only.
     #[arg(long, global = true)]
     pub read_only: bool,
@@ -144,6 +156,10 @@ pub struct MountOpts {
     /// with EIO (0: wait as long as it takes).
     #[arg(long, global = true, default_value_t = 30_000)]
     pub read_fetch_timeout_ms: u64,
+    /// Show and create OS metadata files (.DS_Store, ._*, Thumbs.db, desktop.ini, ...) on a
+    /// bucket like any file (by default creating one is EACCES and listings hide them).
+    #[arg(long, global = true)]
+    pub no_filter_os_files: bool,
     /// On unmount, wait at most this long for unsaved writes to reach the bucket.
     #[arg(long, global = true, default_value_t = 120)]
     pub drain_timeout_secs: u64,

@@ -72,8 +72,12 @@ pub fn run(cli: Cli<FuseOpts>, signals: libc::sigset_t) -> Result<()> {
     config.mount_options = options;
     config.acl = acl;
     config.n_threads = Some(o.max_threads.max(1));
-    let session = fuser::Session::new(FuseAdapter::new(mount.running.handle.clone()), &mountpoint, &config)
-        .with_context(|| format!("mounting at {}", mountpoint.display()))?;
+    let session = fuser::Session::new(
+        FuseAdapter::new(mount.running.handle.clone(), cli.frontend.direct_io),
+        &mountpoint,
+        &config,
+    )
+    .with_context(|| format!("mounting at {}", mountpoint.display()))?;
     let _ = kernel_slot.set(session.notifier());
     let background = session.spawn().context("starting the FUSE session")?;
     eprintln!(
@@ -87,6 +91,7 @@ pub fn run(cli: Cli<FuseOpts>, signals: libc::sigset_t) -> Result<()> {
 
     raise_readahead(&mountpoint);
     mount.start_recovery()?;
+    mount.ready()?;
     // The mount ends on a signal (we detach it) or when it is unmounted from outside.
     let (ended, end) = std::sync::mpsc::channel::<&'static str>();
     let session_ended = ended.clone();

@@ -1,5 +1,6 @@
-//! The process's log: `RUST_LOG` filtering (default: warnings), written to stderr with every
-//! known secret (the Hub token, xet tokens) blanked out of each line. ureq's body dumps are
+//! The process's log: `RUST_LOG` filtering (default: warnings), written to stderr as text or,
+//! with `RUST_LOG_FORMAT=json`, one JSON object per line, with every known secret (the Hub
+//! token, xet tokens) blanked out of each line. ureq's body dumps are
 //! always off: they print bodies (tokens, file bytes) cut into hex rows no redaction can match.
 
 use std::io::Write;
@@ -19,7 +20,26 @@ pub fn init() {
             filter = filter.add_directive(d);
         }
     }
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactingStderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactingStderr);
+    match std::env::var("RUST_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+/// Raise the soft limit on open files to the hard limit (a mount holds a descriptor per
+/// staging file and per connection). Best effort.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: get/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::debug!("could not raise RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
 }
 
 /// Print a fatal error, redacted like the log.

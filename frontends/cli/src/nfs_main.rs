@@ -122,6 +122,7 @@ pub fn run(cli: Cli<NfsOpts>, signals: libc::sigset_t) -> Result<()> {
         o.runtime
     );
     mount.start_recovery()?;
+    mount.ready()?;
     let signal = setup::on_signal(signals)?;
     let _ = signal.recv();
     if !n.no_kernel_mount {

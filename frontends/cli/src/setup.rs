@@ -12,10 +12,10 @@ use hfm_core::config::{AccessPolicy, ReadPolicy, Source, WriteMode, WritePolicy}
 use hfm_core::hub::{self, HubUrls};
 use hfm_core::{Filesystem, MountConfig, MountInfo};
 use hfm_driver::{Clock, DrainOutcome, Driver, Notifier, Running};
-use hfm_effects::{CacheSettings, Executor, HubClient};
+use hfm_effects::{CacheSettings, Credential, Executor, HubClient};
 
 use crate::args::{Cmd, MountOpts};
-use crate::recovery;
+use crate::{control, daemon, recovery};
 
 pub fn block_termination_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a local, zero-initialised sigset_t.
@@ -37,6 +37,28 @@ fn wait_for_signal(set: libc::sigset_t) -> i32 {
     sig
 }
 
+/// `$HOME`, else the user's home directory from the password database (a mount started by
+/// `mount(8)` from `/etc/fstab` runs without `HOME`).
+pub fn home_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(home));
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 16 << 10];
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length passed) only; `found` is
+    // null or points to `pwd`, whose strings point into `buf`, which outlives their use here.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(libc::geteuid(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut found);
+        if rc != 0 || found.is_null() || pwd.pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr(pwd.pw_dir);
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    }
+}
+
 /// `--hf-token`, else `HF_TOKEN`, else `$HF_TOKEN_PATH`, `$HF_HOME/token` or
 /// `~/.cache/huggingface/token`.
 fn find_token(flag: Option<String>) -> Option<String> {
@@ -54,7 +76,7 @@ fn find_token(flag: Option<String>) -> Option<String> {
         let home = std::env::var_os("HF_HOME").map(PathBuf::from).or_else(|| {
             let base = std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+                .or_else(|| home_dir().map(|h| h.join(".cache")))?;
             Some(base.join("huggingface"))
         })?;
         Some(home.join("token"))
@@ -62,10 +84,18 @@ fn find_token(flag: Option<String>) -> Option<String> {
     std::fs::read_to_string(path).ok().and_then(non_empty)
 }
 
+/// `--token-file` (watched), else the token `find_token` finds, else none.
+fn credential(o: &MountOpts) -> Result<Credential> {
+    match &o.token_file {
+        Some(path) => Credential::file(path).map_err(|e| anyhow!(e)),
+        None => Ok(find_token(o.hf_token.clone()).map_or(Credential::Anonymous, Credential::fixed)),
+    }
+}
+
 fn default_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| home_dir().map(|h| h.join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
     base.join("hf-mount")
 }
@@ -137,6 +167,8 @@ fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, s
     cfg.policy = ReadPolicy::default();
     cfg.timeouts.read_fetch = (o.read_fetch_timeout_ms > 0).then(|| Duration::from_millis(o.read_fetch_timeout_ms));
     cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
+    cfg.filter_os_files = !o.no_filter_os_files;
+    cfg.poll_listing_concurrency = o.poll_listing_concurrency as usize;
     cfg.seed = start_nonce();
     cfg.verifier = start_nonce().rotate_left(17);
     cfg.writes = WritePolicy {
@@ -197,7 +229,7 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
         Cmd::Repo { mountpoint, .. } | Cmd::Bucket { mountpoint, .. } => mountpoint.clone(),
     };
     check_mountpoint(&mountpoint, o.overlay)?;
-    let token = find_token(o.hf_token.clone());
+    let token = credential(o)?;
     let cache_dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let is_bucket = matches!(cmd, Cmd::Bucket { .. });
     // A writable bucket mount keeps its staging files and journal in a directory of its own,
@@ -209,7 +241,7 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
     let journal_root = bucket_id.as_deref().map(|id| recovery::journal_root(&cache_dir, id));
     let instance = journal_root.as_deref().map(|root| recovery::Instance::claim(root, start_nonce())).transpose()?;
     let staging = instance.as_ref().map_or_else(|| cache_dir.join("staging"), |i| i.dir.clone());
-    let mut cfg = mount_config(frontend, o, cmd, token.is_some(), &staging)?;
+    let mut cfg = mount_config(frontend, o, cmd, token.current().is_some(), &staging)?;
     // Subfolders of one source are different exports: their handles must not mix.
     let identity_seed = hfm_core::identity::mount_seed(&format!("{}/{}", cfg.source.identity_key(), cfg.subfolder));
 
@@ -276,6 +308,23 @@ impl Started {
             let own = self.staging.clone();
             std::thread::Builder::new().name("recovery".into()).spawn(move || recovery.run(&root, &own))?;
         }
+        Ok(())
+    }
+
+    /// The mount is live: serve the control socket if a launcher asked for one, and tell it.
+    pub fn ready(&self) -> Result<()> {
+        if let Some(path) = daemon::control_socket() {
+            let live = control::Live {
+                handle: self.running.handle.clone(),
+                executor: self.executor.clone(),
+                source: self.info.label.clone(),
+                backend: if self.frontend == Frontend::Fuse { "fuse" } else { "nfs" }.into(),
+                writable: self.info.writable,
+                started: self.started,
+            };
+            control::serve(&path, live)?;
+        }
+        daemon::notify_ready();
         Ok(())
     }
 

@@ -22,11 +22,14 @@ pub use fuser::{Config, MountOption, SessionACL};
 /// The fuser `Filesystem` for one mount.
 pub struct FuseAdapter {
     handle: Handle,
+    direct_io: bool,
 }
 
 impl FuseAdapter {
-    pub fn new(handle: Handle) -> Self {
-        FuseAdapter { handle }
+    /// `direct_io`: every open bypasses the kernel's page cache (`FOPEN_DIRECT_IO`; mmap stays
+    /// allowed where the kernel offers `FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6 and later).
+    pub fn new(handle: Handle, direct_io: bool) -> Self {
+        FuseAdapter { handle, direct_io }
     }
 
     fn submit(&self, from: &FuseRequest, req: Request, sink: FuseReply) {
@@ -100,11 +103,12 @@ enum FuseReply {
     DirPlus(ReplyDirectoryPlus),
     /// An access check: ok only if every bit of the mask is allowed.
     Access(ReplyEmpty, u32),
-    Open(ReplyOpen),
+    /// With whether the open bypasses the page cache (`--direct-io`).
+    Open(ReplyOpen, bool),
     Empty(ReplyEmpty),
     Statfs(ReplyStatfs),
     Write(fuser::ReplyWrite),
-    Create(fuser::ReplyCreate),
+    Create(fuser::ReplyCreate, bool),
 }
 
 impl FuseReply {
@@ -116,11 +120,11 @@ impl FuseReply {
             FuseReply::Dir(r) => r.error(e),
             FuseReply::DirPlus(r) => r.error(e),
             FuseReply::Access(r, _) => r.error(e),
-            FuseReply::Open(r) => r.error(e),
+            FuseReply::Open(r, _) => r.error(e),
             FuseReply::Empty(r) => r.error(e),
             FuseReply::Statfs(r) => r.error(e),
             FuseReply::Write(r) => r.error(e),
-            FuseReply::Create(r) => r.error(e),
+            FuseReply::Create(r, _) => r.error(e),
         }
     }
 }
@@ -164,14 +168,19 @@ impl ReplySink for FuseReply {
                 }
             }
             (FuseReply::Empty(r), Reply::Removed { .. } | Reply::Renamed { .. } | Reply::Committed { .. }) => r.ok(),
-            (FuseReply::Open(r), Reply::Open { fh, keep_cache }) => {
-                let flags = if keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+            (FuseReply::Open(r, direct_io), Reply::Open { fh, keep_cache }) => {
+                let flags = match (direct_io, keep_cache) {
+                    (true, _) => FopenFlags::FOPEN_DIRECT_IO,
+                    (false, true) => FopenFlags::FOPEN_KEEP_CACHE,
+                    (false, false) => FopenFlags::empty(),
+                };
                 r.opened(FileHandle(fh), flags);
             }
             (FuseReply::Empty(r), Reply::Empty) => r.ok(),
             (FuseReply::Write(r), Reply::Written { size, .. }) => r.written(size),
-            (FuseReply::Create(r), Reply::Created { attr, ttl, fh: Some(fh), .. }) => {
-                r.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
+            (FuseReply::Create(r, direct_io), Reply::Created { attr, ttl, fh: Some(fh), .. }) => {
+                let flags = if direct_io { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
+                r.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), flags)
             }
             (FuseReply::Statfs(r), Reply::StatFs(s)) => {
                 r.statfs(s.blocks, 0, 0, s.files, 0, s.block_size, s.name_max, s.block_size)
@@ -247,6 +256,10 @@ impl fuser::Filesystem for FuseAdapter {
             | fuser::InitFlags::FUSE_ASYNC_READ
             | fuser::InitFlags::FUSE_ATOMIC_O_TRUNC
             | fuser::InitFlags::FUSE_BIG_WRITES;
+        let wanted = match self.direct_io {
+            true => wanted | fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            false => wanted,
+        };
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
@@ -383,7 +396,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn open(&self, from: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        self.submit(from, Request::Open { ino: ino.0, write, truncate }, FuseReply::Open(reply));
+        self.submit(from, Request::Open { ino: ino.0, write, truncate }, FuseReply::Open(reply, self.direct_io));
     }
 
     fn read(
@@ -524,6 +537,6 @@ impl fuser::Filesystem for FuseAdapter {
         let Some(name) = name_of(name) else { return reply.error(Errno::EINVAL) };
         let mode = (mode & !umask & 0o7777) as u16;
         let req = Request::Create { parent: parent.0, name, mode, how: CreateHow::Guarded, open: true };
-        self.submit(from, req, FuseReply::Create(reply));
+        self.submit(from, req, FuseReply::Create(reply, self.direct_io));
     }
 }

@@ -1,0 +1,3 @@
+fn main() {
+    hf_mount::launcher_main();
+}
