@@ -3,7 +3,7 @@
 # written, into a default (streaming) bucket mount, and sqlite3 into an advanced one:
 # safetensors (save, then load through mmap), a checkpoint saved to a temporary file and
 # renamed over the last one, pyarrow parquet, rsync (default and --inplace), git init/add/commit,
-# sqlite3, and editors' saves (sed -i, vi). Then unmount, remount, and everything must read back
+# sqlite3, editors' saves (sed -i, vi), and advisory locks across processes (locks.py). Then unmount, remount, and everything must read back
 # the same, work the same, and match what the bucket holds (through the Python client).
 # Usage: tests/e2e/real_programs.sh [TARGET_DIR]   needs numpy, safetensors, pyarrow, git, rsync,
 # sqlite3 and vi (.ci/run installs them).
@@ -18,6 +18,8 @@ mounted s --hf-token alice-token bucket alice/real
 mounted a --hf-token alice-token --advanced-writes --flush-debounce-ms 200 bucket alice/real/db
 m=$work/mnt/s
 
+check "advisory locks across processes (filelock, lockf ranges, F_GETLK, F_SETLKW, kill -9)" python3 "$here/locks.py" "$m/locks"
+check "the same on an advanced mount" python3 "$here/locks.py" "$work/mnt/a/locks"
 check "safetensors: save, then load back through mmap" python3 - "$m/ckpt" <<'PY'
 import os, sys
 import numpy as np
