@@ -140,6 +140,14 @@ echo "# e2e repo, version 3" > "$work/v3/README.md"; echo three > "$work/v3/adde
 check "a branch mount follows a new commit: changed file" eventually grep -q "version 3" "$work/mnt/follow/README.md"
 check "a branch mount follows a new commit: new file" eventually test -f "$work/mnt/follow/added-in-v3.txt"
 check "a branch mount follows a new commit: removed file" eventually test ! -e "$work/mnt/follow/added-in-v2.txt"
+head -c 12000000 /dev/urandom > "$work/py-upload.bin"
+check "a commit made with Python's huggingface_hub (upload_file through Xet, delete_file)" python3 -c "
+from huggingface_hub import HfApi
+api = HfApi(endpoint='$ep', token='alice-token')
+api.upload_file(path_or_fileobj='$work/py-upload.bin', path_in_repo='from-python/weights.bin', repo_id='alice/e2e')
+api.delete_file('added-in-v3.txt', repo_id='alice/e2e')"
+check "the branch mount follows it: the new Xet file reads back" eventually cmp "$work/py-upload.bin" "$work/mnt/follow/from-python/weights.bin"
+check "and the deleted file is gone" eventually test ! -e "$work/mnt/follow/added-in-v3.txt"
 check "a commit-sha mount never moves" diff "$work/v2/README.md" "$work/mnt/sha/README.md"
 MOUNT_EXTRA=(--poll-interval-secs 0)
 

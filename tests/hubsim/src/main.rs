@@ -9,6 +9,7 @@
 
 mod buckets;
 mod bytes_server;
+mod commits;
 mod routes;
 mod seed;
 mod state;
@@ -20,7 +21,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use xet_client::cas_client::{LocalServer, LocalServerConfig};
+use xet_client::cas_client::{
+    DeletionControlableClient, DirectAccessClient, LocalClient, LocalServer, LocalServerConfig, MemoryClient,
+};
 use xet_runtime::core::XetContext;
 
 #[derive(Parser)]
@@ -131,8 +134,18 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
         port: cas_port,
         in_memory: data.is_none(),
     };
-    let cas = LocalServer::new(ctx, cas_config).await.context("starting the CAS")?;
-    let cas_client = cas.client();
+    // The store is built here (not by LocalServer::new) to keep its shard listing for the Hub.
+    let (cas_client, shards): (Arc<dyn DirectAccessClient>, Arc<dyn DeletionControlableClient>) = if cas_config
+        .in_memory
+    {
+        let c = MemoryClient::new(ctx.clone());
+        (c.clone(), c)
+    } else {
+        let c = LocalClient::new(ctx.clone(), &cas_config.data_directory).await.context("starting the CAS store")?;
+        (c.clone(), c)
+    };
+    let cas =
+        LocalServer::from_client(cas_client.clone(), Some(shards.clone()), cas_config.host.clone(), cas_config.port);
     let (_cas_stop, cas_stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         if let Err(e) = cas.serve_until_stopped(cas_listener, cas_stop_rx).await {
@@ -156,6 +169,8 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
         xet_token_ttl_secs,
         requests: AtomicU64::new(0),
         cas: cas_client,
+        shards: Some(shards),
+        shard_index: Mutex::new(Default::default()),
     });
     let router = axum::Router::new().fallback(routes::handle).with_state(app);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

@@ -1,5 +1,5 @@
 //! hubsim's Hub HTTP API (repo info, revisions, tree, paths-info, refs, resolve, xet tokens,
-//! whoami, repo creation) plus the emulator-only `/_emulator/*` seeding routes.
+//! whoami, repo creation; commits, branches and tags in `commits`) plus the emulator-only `/_emulator/*` seeding routes.
 //!
 //! Routing is done by hand on the raw request path, because revisions and file paths arrive
 //! percent-encoded (`%2F` and `/` must be accepted alike) and must be decoded only after the
@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::buckets;
 use crate::state::{self, Commit, FileEntry, HubState, Repo, RepoType, TreeItem};
+use crate::{buckets, commits};
 
 /// A fault armed through `POST /_emulator/faults`: the next `count` Hub requests whose path
 /// contains `path_contains` get `status` (with `RateLimit` for 429) or, with `body`, a 200 with
@@ -39,6 +39,9 @@ pub struct App {
     pub xet_token_ttl_secs: u64,
     /// The CAS store, for file sizes (bucket `addFile` does not carry one).
     pub cas: Arc<dyn xet_client::cas_client::DirectAccessClient>,
+    /// The same store's shards, read to map the SHA-256 of an LFS commit entry to a xet hash.
+    pub shards: Option<Arc<dyn xet_client::cas_client::DeletionControlableClient>>,
+    pub shard_index: Mutex<commits::ShardIndex>,
     pub requests: AtomicU64,
 }
 
@@ -48,7 +51,7 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     rfc3339(now_ms())
 }
 
@@ -186,9 +189,28 @@ pub async fn handle(
             None => error(StatusCode::UNAUTHORIZED, None, "Invalid credentials in Authorization header"),
         },
         (Method::POST, ["api", "repos", "create"]) => create_repo(&app, user, &headers, &body),
+        // Model-card metadata check before a README.md upload: hubsim accepts any.
+        (Method::POST, ["api", "validate-yaml"]) => axum::Json(json!({ "errors": [], "warnings": [] })).into_response(),
         (_, ["api", "buckets", rest @ ..]) => buckets::api(&app, &method, &uri, &headers, user, rest, &body).await,
         (Method::GET | Method::HEAD, ["buckets", ns, name, "resolve", path @ ..]) if !path.is_empty() => {
             buckets::resolve(&app, &method, &headers, user, &format!("{ns}/{name}"), path)
+        }
+        (Method::POST | Method::DELETE, ["api", ty, ns, name, op @ ("preupload" | "commit" | "branch" | "tag"), rev @ ..])
+            if RepoType::from_api(ty).is_some() && !rev.is_empty() =>
+        {
+            let kind = RepoType::from_api(ty).expect("checked by guard");
+            let id = format!("{ns}/{name}");
+            let Some(rev) = decode(&rev.join("/")) else {
+                return error(StatusCode::BAD_REQUEST, None, "bad percent-encoding");
+            };
+            let create = method == Method::POST;
+            match *op {
+                "preupload" if create => commits::preupload(&app, user, kind, &id, &rev, &body),
+                "commit" if create => commits::commit(&app, &uri, &headers, user, kind, &id, &rev, &body).await,
+                "branch" => commits::branch(&app, create, user, kind, &id, &rev, &body),
+                "tag" => commits::tag(&app, create, user, kind, &id, &rev, &body),
+                _ => error(StatusCode::METHOD_NOT_ALLOWED, None, "Method Not Allowed"),
+            }
         }
         (_, ["api", ty, ns, name, rest @ ..]) if RepoType::from_api(ty).is_some() => {
             let kind = RepoType::from_api(ty).expect("checked by guard");
@@ -579,15 +601,17 @@ fn create_repo(app: &App, user: Option<&str>, headers: &HeaderMap, body: &[u8]) 
     let private = req.private.unwrap_or(false) || req.visibility.as_deref() == Some("private");
     let mut st = app.state.lock().unwrap_or_else(|e| e.into_inner());
     let key = state::repo_key(kind, &id);
+    let url = format!("http://{}/{}{id}", host(headers), kind.url_prefix());
     if st.repos.contains_key(&key) {
-        return error(StatusCode::CONFLICT, None, "You already created this repo");
+        // The Hub's 409 carries the repo's url (Python's `create_repo(exist_ok=True)` reads it).
+        let body = json!({ "error": "You already created this model repo", "url": url });
+        return (StatusCode::CONFLICT, axum::Json(body)).into_response();
     }
     st.repos.insert(key, new_repo(kind, &id, private, Some(user)));
     if let Err(e) = st.persist() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string());
     }
-    axum::Json(json!({ "url": format!("http://{}/{}{id}", host(headers), kind.url_prefix()), "name": id }))
-        .into_response()
+    axum::Json(json!({ "url": url, "name": id })).into_response()
 }
 
 fn new_repo(kind: RepoType, id: &str, private: bool, owner: Option<&str>) -> Repo {
