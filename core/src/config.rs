@@ -65,6 +65,12 @@ pub struct MountConfig {
     pub filter_os_files: bool,
     /// Most directories a poll that saw a remote change re-lists at once.
     pub poll_listing_concurrency: usize,
+    /// Keep the inode table near this many entries (`None`: unbounded), swept this often.
+    pub inode_soft_limit: Option<usize>,
+    pub lru_sweep_interval: Duration,
+    /// The frontend forgets every entry it was given (FUSE `FORGET`), so a lookup count of 0
+    /// means the kernel holds nothing; NFS clients never forget, and keep handles instead.
+    pub kernel_forgets: bool,
 }
 
 impl MountConfig {
@@ -88,6 +94,9 @@ impl MountConfig {
             verifier: 0,
             filter_os_files: true,
             poll_listing_concurrency: 4,
+            inode_soft_limit: None,
+            lru_sweep_interval: Duration::from_secs(5),
+            kernel_forgets: true,
         }
     }
 }

@@ -210,6 +210,16 @@ impl InodeTable {
         }
     }
 
+    /// Drop `ino` from the table (evicted: a later listing numbers it the same again).
+    pub fn remove(&mut self, ino: Ino) {
+        let Some(key) = self.by_ino.remove(&ino) else { return };
+        let node = self.nodes.remove(key);
+        let name_key = (node.parent, node.name);
+        if self.by_name.get(&name_key) == Some(&ino) {
+            self.by_name.remove(&name_key);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }

@@ -22,6 +22,8 @@ struct Dir {
     next_cookie: u64,
     /// `None` until the first listing completed.
     loaded_at: Option<Instant>,
+    /// When a request last needed this listing (for `--inode-soft-limit` eviction).
+    used_at: Option<Instant>,
     /// Children of a listing in progress.
     fetching: Option<Vec<Ino>>,
     /// Names that listing has shown so far.
@@ -60,10 +62,14 @@ impl Listings {
 
     /// Ready if fresh; otherwise say whether a fetch must start.
     pub fn need(&mut self, dir: Ino, now: Instant, ttl: Option<Duration>) -> Need {
+        if let Some(d) = self.dirs.get_mut(&dir) {
+            d.used_at = Some(now);
+        }
         if self.is_fresh(dir, now, ttl) {
             return Need::Ready;
         }
         let d = self.dirs.entry(dir).or_default();
+        d.used_at = Some(now);
         if d.fetching.is_some() {
             Need::Wait
         } else {
@@ -176,7 +182,25 @@ impl Listings {
         }
     }
 
-    /// Forget a directory's listing (it was removed).
+    /// Loaded directories with no listing in flight, least recently used first (ties by inode,
+    /// so the order is the same in every process).
+    pub fn idle_by_last_use(&self) -> Vec<Ino> {
+        let mut dirs: Vec<(Instant, Ino)> = self
+            .dirs
+            .iter()
+            .filter(|(_, d)| d.loaded_at.is_some() && d.fetching.is_none())
+            .map(|(ino, d)| (d.used_at.or(d.loaded_at).unwrap_or(Instant::ZERO), *ino))
+            .collect();
+        dirs.sort_unstable();
+        dirs.into_iter().map(|(_, ino)| ino).collect()
+    }
+
+    /// Has `dir` a listing, loaded or in flight?
+    pub fn is_known(&self, dir: Ino) -> bool {
+        self.dirs.get(&dir).is_some_and(|d| d.loaded_at.is_some() || d.fetching.is_some())
+    }
+
+    /// Forget a directory's listing (it was removed, or evicted: the next access lists again).
     pub fn drop_dir(&mut self, dir: Ino) {
         self.dirs.remove(&dir);
     }

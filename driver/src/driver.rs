@@ -77,6 +77,7 @@ impl Driver {
                 let _ = done.send(Report {
                     stats: self.fs.stats().clone(),
                     unsaved_files: self.fs.unsaved_files(),
+                    inodes: self.fs.inode_count(),
                     last_error: self.last_error.clone(),
                 });
             }

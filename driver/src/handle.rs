@@ -45,6 +45,8 @@ pub struct Report {
     pub stats: Stats,
     /// Files written but not yet committed.
     pub unsaved_files: usize,
+    /// Entries in the inode table.
+    pub inodes: usize,
     /// The last warning logged (a failed request, upload or fetch), if any.
     pub last_error: Option<String>,
 }

@@ -223,6 +223,7 @@ impl Filesystem {
                 let children = self.merge_listing(dir, fetched);
                 self.listings.set_loaded(dir, &children, now);
                 self.listing_ended(dir);
+                self.sweep_if_far_over(now);
                 if self.stale.remove(&dir) {
                     self.log(LogLevel::Warn, format!("listing {} works again", self.inodes.path(dir)));
                 }

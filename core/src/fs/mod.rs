@@ -2,7 +2,7 @@
 //! configured read-only).
 //!
 //! Method classes, in the manner of quinn-proto:
-//! - getters: `config`, `stats`, `unsaved_files`, `is_busy`, `has_unsaved`, `write_verifier`;
+//! - getters: `config`, `stats`, `inode_count`, `unsaved_files`, `is_busy`, `has_unsaved`, `write_verifier`;
 //! - inputs: `handle_request`, `handle_completion`, `handle_timeout` (each takes `now`), and the
 //!   command `begin_drain`;
 //! - outputs, drained in this order after every input: `poll_reply`, `poll_effect`,
@@ -12,13 +12,14 @@
 //! It owns every policy and never performs IO. State lives in parts that own it behind their
 //! own types: the inode table, listings, the read path (`read`), open handles, effects in flight
 //! (`flights`), requests that wait (`parked`), the write buffer (`writebuf`), the upload and
-//! commit schedulers (`upload`, `commit`), directory scans, the poll (`refresh`). This file
-//! holds the composition, the dispatch and the outputs.
+//! commit schedulers (`upload`, `commit`), directory scans, the poll (`refresh`), eviction of
+//! idle listings (`evict`). This file holds the composition, the dispatch and the outputs.
 
 mod access;
 mod attrs;
 mod breaker;
 mod commit;
+mod evict;
 mod flights;
 mod journal;
 mod lookup;
@@ -195,6 +196,7 @@ pub struct Filesystem {
     pub(crate) scans: namespace::Scans,
     pub(crate) search: resolve::Search,
     pub(crate) poll: refresh::Poller,
+    pub(crate) sweeper: evict::Sweeper,
     /// Errors of background work (upload, commit) not yet reported to the file's user.
     pub(crate) unreported: Map<Ino, FsError>,
     pub(crate) drain: Drain,
@@ -246,6 +248,7 @@ impl Filesystem {
             scans: namespace::Scans::default(),
             search: resolve::Search::default(),
             poll: refresh::Poller::default(),
+            sweeper: evict::Sweeper::default(),
             unreported: Map::default(),
             drain: Drain::default(),
             breakers: Breakers::default(),
@@ -259,6 +262,7 @@ impl Filesystem {
             cfg,
         };
         fs.start_mount();
+        fs.schedule_sweep(Instant::ZERO);
         fs
     }
 
@@ -270,6 +274,11 @@ impl Filesystem {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Entries in the inode table (`--inode-soft-limit` keeps it near its limit).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
     }
 
     /// Files written but not yet committed to the bucket.
@@ -338,6 +347,9 @@ impl Filesystem {
         }
         if self.poll.next.is_some_and(|at| at <= now) {
             self.start_poll();
+        }
+        if self.sweeper.next.is_some_and(|at| at <= now) {
+            self.sweep(now);
         }
         self.after_input(now);
     }
@@ -452,6 +464,7 @@ impl Filesystem {
             self.uploads.next_due(),
             self.commits.next_wakeup(self.cfg.writes.flush_max_batch_window),
             self.poll.next,
+            self.sweeper.next,
             self.drain.deadline,
         ]
         .into_iter()

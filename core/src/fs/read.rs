@@ -39,6 +39,11 @@ impl Reads {
     pub fn new(cache_bytes: u64) -> Self {
         Reads { cache: ReadCache::new(cache_bytes), patterns: Map::default(), fetching: Map::default() }
     }
+
+    /// Are bytes of `ino` being fetched?
+    pub fn is_fetching(&self, ino: Ino) -> bool {
+        self.fetching.get(&ino).is_some_and(|v| !v.is_empty())
+    }
 }
 
 impl Filesystem {

@@ -553,3 +553,75 @@ fn os_metadata_files_are_neither_created_nor_listed_on_a_bucket() {
     let mkdir = Request::Mkdir { parent: ROOT_INO, name: ".Trashes".into(), mode: 0o755 };
     entry(answer(&mut fs, mkdir));
 }
+
+#[test]
+fn idle_listings_are_evicted_to_the_soft_limit_and_come_back_the_same() {
+    let dirs: Vec<String> =
+        (0..5).map(|d| format!(r#"{{"type":"directory","oid":"t","size":0,"path":"d{d}"}}"#)).collect();
+    let mut cfg = repo_cfg(SHA);
+    cfg.inode_soft_limit = Some(1000);
+    cfg.lru_sweep_interval = Duration::from_secs(1);
+    cfg.poll_interval = None;
+    let mut fs = Filesystem::new(cfg);
+    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/revision/{SHA}"));
+    let info = format!(r#"{{"id":"a/b","sha":"{SHA}","lastModified":"2026-01-02T03:04:05.000Z"}}"#);
+    fs.handle_completion(id, http(200, &info), Instant::ZERO);
+    let list = |fs: &mut Filesystem, dir: Ino, path: &str, body: &str| {
+        let req = Request::ReadDir { ino: dir, offset: 0, plus: false, budget: fuse_budget(false) };
+        fs.handle_request(RequestId(50), Caller::default(), req, Instant::ZERO);
+        let sep = if path.is_empty() { "" } else { "/" };
+        let id = expect_get(fs, &format!("http://hub/api/models/a/b/tree/{SHA}{sep}{path}?limit=1000"));
+        fs.handle_completion(id, http(200, body), Instant::ZERO);
+        while fs.poll_reply().is_some() {}
+    };
+    let files = |d: usize| -> String {
+        let v: Vec<String> =
+            (0..20).map(|f| format!(r#"{{"type":"file","oid":"x","size":1,"path":"d{d}/f{f:02}"}}"#)).collect();
+        format!("[{}]", v.join(","))
+    };
+    list(&mut fs, ROOT_INO, "", &format!("[{}]", dirs.join(",")));
+    let mut dir_inos = Vec::new();
+    for d in 0..5 {
+        let ino = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: format!("d{d}") })).ino;
+        list(&mut fs, ino, &format!("d{d}"), &files(d));
+        dir_inos.push(ino);
+    }
+    let before = entry(answer(&mut fs, Request::Lookup { parent: dir_inos[2], name: "f07".into() })).ino;
+    // d2/f07 is held by the kernel, d3/f00 is open.
+    let open_file = entry(answer(&mut fs, Request::Lookup { parent: dir_inos[3], name: "f00".into() })).ino;
+    fs.handle_request(RequestId(60), Caller::default(), Request::Forget { ino: open_file, nlookup: 1 }, Instant::ZERO);
+    fs.poll_reply();
+    assert!(matches!(
+        answer(&mut fs, Request::Open { ino: open_file, write: false, truncate: false }),
+        Reply::Open { .. }
+    ));
+    assert_eq!(fs.inode_count(), 106);
+    // Lowered now: far over it, the listings above would have swept at once.
+    fs.cfg.inode_soft_limit = Some(10);
+
+    let t1 = Instant::ZERO.saturating_add(Duration::from_secs(1));
+    fs.handle_timeout(t1);
+    // d0, d1 and d4 went (their files were never looked up); d2 waits for the kernel, which
+    // is asked to forget f07; d3 stays for its open file.
+    assert_eq!(fs.inode_count(), 106 - 60);
+    let asked: Vec<KernelNotify> = std::iter::from_fn(|| fs.poll_notify()).collect();
+    assert_eq!(asked, [KernelNotify::InvalidateEntry { parent: dir_inos[2], name: "f07".into() }]);
+    fs.handle_request(RequestId(61), Caller::default(), Request::Forget { ino: before, nlookup: 1 }, t1);
+    fs.poll_reply();
+    let t2 = t1.saturating_add(Duration::from_secs(1));
+    fs.handle_timeout(t2);
+    assert_eq!(fs.inode_count(), 106 - 80);
+    assert!(fs.poll_timeout().is_some_and(|at| at > t2), "the next sweep is scheduled");
+
+    // An evicted directory is listed again on its next use; its files keep their numbers.
+    fs.handle_request(
+        RequestId(70),
+        Caller::default(),
+        Request::Lookup { parent: dir_inos[2], name: "f07".into() },
+        t2,
+    );
+    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA}/d2?limit=1000"));
+    fs.handle_completion(id, http(200, &files(2)), t2);
+    let (_, reply) = fs.poll_reply().expect("answered once listed");
+    assert_eq!(entry(reply).ino, before);
+}

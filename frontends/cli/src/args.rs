@@ -139,6 +139,13 @@ pub struct MountOpts {
     /// Most directories re-listed at once after a poll saw a remote change.
     #[arg(long, global = true, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub poll_listing_concurrency: u64,
+    /// Keep the inode table near this many entries (0: no limit): idle directory listings
+    /// are dropped, least recently used first, and listed again when next used.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub inode_soft_limit: usize,
+    /// How often the inode table is checked against --inode-soft-limit.
+    #[arg(long, global = true, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub lru_sweep_interval_ms: u64,
     /// Mount a bucket read-only.
     #[arg(long, global = true)]
     pub read_only: bool,

@@ -34,6 +34,8 @@ pub struct Figures {
     pub uploads_pending: u64,
     pub uploads_failed: u64,
     pub commits: u64,
+    /// Entries in the inode table.
+    pub inodes: u64,
     pub last_error: Option<String>,
 }
 
@@ -74,6 +76,7 @@ impl Live {
             uploads_pending: report.unsaved_files as u64,
             uploads_failed: s.upload_failures,
             commits: s.commits,
+            inodes: report.inodes as u64,
             last_error: report.last_error,
         })
     }

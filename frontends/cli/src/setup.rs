@@ -169,6 +169,10 @@ fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, s
     cfg.poll_interval = (o.poll_interval_secs > 0).then(|| Duration::from_secs(o.poll_interval_secs));
     cfg.filter_os_files = !o.no_filter_os_files;
     cfg.poll_listing_concurrency = o.poll_listing_concurrency as usize;
+    cfg.inode_soft_limit = (o.inode_soft_limit > 0).then_some(o.inode_soft_limit);
+    cfg.lru_sweep_interval = Duration::from_millis(o.lru_sweep_interval_ms);
+    // The kernel's FUSE client forgets what it was given; NFS clients keep handles instead.
+    cfg.kernel_forgets = frontend == Frontend::Fuse;
     cfg.seed = start_nonce();
     cfg.verifier = start_nonce().rotate_left(17);
     cfg.writes = WritePolicy {

@@ -172,7 +172,11 @@ async fn serve(listen: SocketAddr, data: Option<PathBuf>, users: Vec<String>, xe
         shards: Some(shards),
         shard_index: Mutex::new(Default::default()),
     });
-    let router = axum::Router::new().fallback(routes::handle).with_state(app);
+    // Commits and batches of many files are large bodies (axum refuses more than 2 MB by default).
+    let router = axum::Router::new()
+        .fallback(routes::handle)
+        .with_state(app)
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 30));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     println!("endpoint=http://{addr}");
