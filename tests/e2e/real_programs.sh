@@ -78,7 +78,8 @@ check "sed -i (a temporary file renamed over the original)" bash -c "sed -i 's/b
 check "vi saves a file" bash -c "vi -es -c '%s/gamma/GAMMA/' -c 'wq' '$m/edit.txt' && grep -qx GAMMA '$m/edit.txt'"
 
 echo "# unmount, remount, compare"
-(cd "$m" && find . -type f -print0 | xargs -0 sha256sum | LC_ALL=C sort -k2) >"$work/before.sums"
+# db/ is the advanced mount's (the streaming mount may show it too, if it listed it lately).
+(cd "$m" && find . -path ./db -prune -o -type f -print0 | xargs -0 sha256sum | LC_ALL=C sort -k2) >"$work/before.sums"
 (cd "$work/mnt/a" && find . -type f -print0 | xargs -0 sha256sum | sed 's| ./| ./db/|' | LC_ALL=C sort -k2) >>"$work/before.sums"
 LC_ALL=C sort -k2 -o "$work/before.sums" "$work/before.sums"
 for name in s a; do

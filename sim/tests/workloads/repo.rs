@@ -93,6 +93,65 @@ enum Expect {
     Ok,
 }
 
+impl Expect {
+    /// The path this request is about (a walk's or readdir's directory).
+    fn path(&self) -> Option<&str> {
+        match self {
+            Expect::Entry { path } | Expect::Attr { path } | Expect::Data { path, .. } => Some(path),
+            Expect::Dir { dir, .. } | Expect::Walk { dir, .. } => Some(dir),
+            Expect::Ok => None,
+        }
+    }
+}
+
+/// What the simulated kernel holds: lookups it was given and has not forgotten, per path, and
+/// every number it ever saw for a path (an evicted entry must come back under the same one).
+#[derive(Default)]
+struct Kernel {
+    held: BTreeMap<String, (u64, u64)>,
+    numbers: BTreeMap<String, u64>,
+}
+
+impl Kernel {
+    fn saw(&mut self, ctx: &str, path: &str, ino: u64, counts: bool) {
+        if let Some(&known) = self.numbers.get(path) {
+            assert_eq!(known, ino, "{ctx}: {path} came back under another number");
+        }
+        self.numbers.insert(path.to_string(), ino);
+        if counts {
+            self.held.entry(path.to_string()).or_insert((ino, 0)).1 += 1;
+        }
+    }
+
+    /// Entries of a readdirplus reply that count as lookups.
+    fn saw_entries(&mut self, ctx: &str, dir: &str, entries: &[hfm_core::DirEntry]) {
+        for e in entries.iter().filter(|e| e.lookup) {
+            let path = if dir.is_empty() { e.name.clone() } else { format!("{dir}/{}", e.name) };
+            self.saw(ctx, &path, e.ino, true);
+        }
+    }
+
+    /// A held path to forget: no other held path below it and no request about it or below it
+    /// pending (the kernel forgets only what no dentry or request still uses).
+    fn pick_forget(&self, pending: &HashMap<u64, Expect>, pick: u64) -> Option<(String, u64, u64)> {
+        let busy: Vec<&str> = pending.values().filter_map(Expect::path).collect();
+        let candidates: Vec<(&String, &(u64, u64))> = self
+            .held
+            .iter()
+            .filter(|(p, _)| {
+                let below = format!("{p}/");
+                let holds_more = self.held.range(below.clone()..).next().is_some_and(|(q, _)| q.starts_with(&below));
+                !p.is_empty() && !holds_more && !busy.iter().any(|b| b == *p || b.starts_with(&below))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let (path, (ino, count)) = candidates[(pick % candidates.len() as u64) as usize];
+        Some((path.clone(), *ino, *count))
+    }
+}
+
 /// One seed of the repo workload; returns the run's trace digest.
 pub fn run(seed: u64) -> u64 {
     let mut rng = hfm_core::rng::Rng::new(seed ^ 0x5eed);
@@ -125,7 +184,19 @@ pub fn run(seed: u64) -> u64 {
     let paths: Vec<String> = files.keys().cloned().collect();
     let all_dirs = dirs(&files);
     let caller = Caller::new(1, 1);
+    let mut kernel = Kernel::default();
     for step in 0..1800 {
+        // Now and then the kernel forgets an entry nothing uses any more (what lets an inode
+        // table under --inode-soft-limit drop listings).
+        if sim.rng.below(100) < 8 {
+            let pick = sim.rng.below(1 << 20);
+            if let Some((path, ino, nlookup)) = kernel.pick_forget(&pending, pick) {
+                kernel.held.remove(&path);
+                inos.retain(|p, _| !(p == &path || p.starts_with(&format!("{path}/"))));
+                let t = sim.submit(caller.clone(), Request::Forget { ino, nlookup });
+                pending.insert(t, Expect::Ok);
+            }
+        }
         if sim.rng.below(100) < 40 || pending.is_empty() {
             let path = &paths[sim.rng.below(paths.len() as u64) as usize];
             let (parent_path, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(p, n)| (p, n));
@@ -184,7 +255,7 @@ pub fn run(seed: u64) -> u64 {
         for (tag, reply) in sim.replies() {
             let expect =
                 pending.remove(&tag).unwrap_or_else(|| panic!("seed {seed} step {step}: reply to unknown {tag}"));
-            if let Some((req, next)) = check(seed, step, &files, &mut inos, expect, reply) {
+            if let Some((req, next)) = check(seed, step, &files, &mut inos, &mut kernel, expect, reply) {
                 let t = sim.submit(caller.clone(), req);
                 pending.insert(t, next);
             }
@@ -200,7 +271,7 @@ pub fn run(seed: u64) -> u64 {
         }
         for (tag, reply) in sim.replies() {
             let expect = pending.remove(&tag).expect("reply to a pending request");
-            if let Some((req, next)) = check(seed, 0, &files, &mut inos, expect, reply) {
+            if let Some((req, next)) = check(seed, 0, &files, &mut inos, &mut kernel, expect, reply) {
                 let t = sim.submit(caller.clone(), req);
                 pending.insert(t, next);
             }
@@ -217,12 +288,14 @@ fn check(
     step: usize,
     files: &BTreeMap<String, Bytes>,
     inos: &mut HashMap<String, u64>,
+    kernel: &mut Kernel,
     expect: Expect,
     reply: Reply,
 ) -> Option<(Request, Expect)> {
     let ctx = format!("seed {seed} step {step}");
     match (expect, reply) {
         (Expect::Walk { dir, ino, plus, budget, mut names }, Reply::Dir { entries, eof, .. }) => {
+            kernel.saw_entries(&ctx, &dir, &entries);
             names.extend(entries.iter().map(|e| e.name.clone()));
             if !eof {
                 let last = entries.last().unwrap_or_else(|| panic!("{ctx}: an empty page of {dir:?} before its end"));
@@ -235,13 +308,16 @@ fn check(
                 panic!("{ctx}: a walk of {dir:?} page by page: entry {i} is {:?}, not {:?}", names.get(i), want.get(i));
             }
         }
-        (Expect::Entry { path } | Expect::Attr { path }, Reply::Entry { attr, .. } | Reply::Attr { attr, .. }) => {
+        (Expect::Entry { path } | Expect::Attr { path }, reply @ (Reply::Entry { .. } | Reply::Attr { .. })) => {
+            let is_entry = matches!(reply, Reply::Entry { .. });
+            let (Reply::Entry { attr, .. } | Reply::Attr { attr, .. }) = reply else { unreachable!() };
             let size = files.get(&path).map_or(0, |c| c.len() as u64);
             assert_eq!(attr.size, size, "{ctx}: size of {path}");
             assert_eq!(attr.perm, if files.contains_key(&path) { 0o444 } else { 0o555 }, "{ctx}: mode of {path}");
             if let Some(&known) = inos.get(&path) {
                 assert_eq!(known, attr.ino, "{ctx}: inode of {path} changed");
             }
+            kernel.saw(&ctx, &path, attr.ino, is_entry);
             inos.insert(path, attr.ino);
         }
         (Expect::Data { path, offset, size }, Reply::Data { data, eof }) => {
@@ -252,6 +328,7 @@ fn check(
             assert_eq!(eof, end == c.len(), "{ctx}: eof of {path} @{offset}+{size}");
         }
         (Expect::Dir { dir, offset }, Reply::Dir { entries, eof, .. }) => {
+            kernel.saw_entries(&ctx, &dir, &entries);
             let mut want: Vec<(String, bool)> = vec![(".".into(), true), ("..".into(), true)];
             want.extend(children(files, &dir));
             let got: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
@@ -271,7 +348,7 @@ fn check(
                 );
             }
         }
-        (Expect::Ok, Reply::StatFs(_)) => {}
+        (Expect::Ok, Reply::StatFs(_) | Reply::Empty) => {}
         (_, reply) => panic!("{ctx}: unexpected reply {reply:?}"),
     }
     None
