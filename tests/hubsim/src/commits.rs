@@ -278,6 +278,32 @@ pub async fn commit(
     axum::Json(json!({ "commitUrl": url, "commitOid": sha })).into_response()
 }
 
+/// Change a repo's refs with `apply` under the state lock, then save: `{}` or the error.
+fn change_refs(
+    app: &App,
+    user: Option<&str>,
+    kind: RepoType,
+    id: &str,
+    apply: impl FnOnce(&mut Repo) -> Result<(), Response>,
+) -> Response {
+    let mut st = app.state.lock().unwrap_or_else(|e| e.into_inner());
+    let changed = writable(&mut st, kind, id, user).and_then(apply);
+    if let Err(resp) = changed {
+        return resp;
+    }
+    if let Err(e) = st.persist() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string());
+    }
+    axum::Json(json!({})).into_response()
+}
+
+/// The commit `rev` names in `repo`, or RevisionNotFound.
+fn commit_of(repo: &Repo, rev: &str) -> Result<String, Response> {
+    repo.resolve(rev)
+        .map(|c| c.sha.clone())
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {rev}")))
+}
+
 /// `POST|DELETE /api/{type}/{id}/branch/{branch}` (`startingPoint` in a POST's JSON body).
 pub fn branch(
     app: &App,
@@ -288,31 +314,21 @@ pub fn branch(
     name: &str,
     body: &[u8],
 ) -> Response {
-    let name = name.to_string();
-    let mut st = app.state.lock().unwrap_or_else(|e| e.into_inner());
-    let repo = match writable(&mut st, kind, id, user) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if !create {
-        if name == "main" || repo.branches.remove(&name).is_none() {
-            return error(StatusCode::NOT_FOUND, None, &format!("cannot delete branch {name}"));
+    change_refs(app, user, kind, id, |repo| {
+        if !create {
+            return match name != "main" && repo.branches.remove(name).is_some() {
+                true => Ok(()),
+                false => Err(error(StatusCode::NOT_FOUND, None, &format!("cannot delete branch {name}"))),
+            };
         }
-    } else {
-        if repo.branches.contains_key(&name) {
-            return error(StatusCode::CONFLICT, None, &format!("Reference already exists: refs/heads/{name}"));
+        if repo.branches.contains_key(name) {
+            return Err(error(StatusCode::CONFLICT, None, &format!("Reference already exists: refs/heads/{name}")));
         }
         let from: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let start = from["startingPoint"].as_str().unwrap_or("main");
-        let Some(sha) = repo.resolve(start).map(|c| c.sha.clone()) else {
-            return error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {start}"));
-        };
-        repo.branches.insert(name, sha);
-    }
-    if let Err(e) = st.persist() {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string());
-    }
-    axum::Json(json!({})).into_response()
+        let sha = commit_of(repo, from["startingPoint"].as_str().unwrap_or("main"))?;
+        repo.branches.insert(name.to_string(), sha);
+        Ok(())
+    })
 }
 
 /// `POST /api/{type}/{id}/tag/{rev}` (JSON `{"tag", "message"?}`), `DELETE …/tag/{tag}`.
@@ -325,29 +341,22 @@ pub fn tag(
     rev_or_tag: &str,
     body: &[u8],
 ) -> Response {
-    let arg = rev_or_tag.to_string();
-    let mut st = app.state.lock().unwrap_or_else(|e| e.into_inner());
-    let repo = match writable(&mut st, kind, id, user) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if create {
-        let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let Some(tag) = req["tag"].as_str().filter(|t| !t.is_empty()).map(str::to_string) else {
-            return error(StatusCode::BAD_REQUEST, None, "a tag name is required");
-        };
-        if repo.tags.contains_key(&tag) {
-            return error(StatusCode::CONFLICT, None, &format!("Tag {tag} already exists"));
+    change_refs(app, user, kind, id, |repo| {
+        if !create {
+            return match repo.tags.remove(rev_or_tag) {
+                Some(_) => Ok(()),
+                None => Err(error(StatusCode::NOT_FOUND, None, &format!("no tag {rev_or_tag}"))),
+            };
         }
-        let Some(sha) = repo.resolve(&arg).map(|c| c.sha.clone()) else {
-            return error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {arg}"));
+        let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let Some(tag) = req["tag"].as_str().filter(|t| !t.is_empty()) else {
+            return Err(error(StatusCode::BAD_REQUEST, None, "a tag name is required"));
         };
-        repo.tags.insert(tag, sha);
-    } else if repo.tags.remove(&arg).is_none() {
-        return error(StatusCode::NOT_FOUND, None, &format!("no tag {arg}"));
-    }
-    if let Err(e) = st.persist() {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string());
-    }
-    axum::Json(json!({})).into_response()
+        if repo.tags.contains_key(tag) {
+            return Err(error(StatusCode::CONFLICT, None, &format!("Tag {tag} already exists")));
+        }
+        let sha = commit_of(repo, rev_or_tag)?;
+        repo.tags.insert(tag.to_string(), sha);
+        Ok(())
+    })
 }
