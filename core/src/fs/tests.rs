@@ -625,3 +625,42 @@ fn idle_listings_are_evicted_to_the_soft_limit_and_come_back_the_same() {
     let (_, reply) = fs.poll_reply().expect("answered once listed");
     assert_eq!(entry(reply).ino, before);
 }
+
+#[test]
+fn a_remote_change_relists_at_most_poll_listing_concurrency_directories_at_once() {
+    let dirs: Vec<String> = (0..6)
+        .map(|d| format!(r#"{{"type":"directory","path":"d{d}","uploadedAt":"2026-01-01T00:00:00.000Z"}}"#))
+        .collect();
+    let mut cfg = bucket_cfg(WriteMode::ReadOnly);
+    cfg.poll_interval = Some(Duration::from_secs(30));
+    cfg.poll_listing_concurrency = 2;
+    let mut fs = bucket_fs_with(cfg, &format!("[{}]", dirs.join(",")));
+    for d in 0..6 {
+        let ino = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: format!("d{d}") })).ino;
+        let req = Request::ReadDir { ino, offset: 0, plus: false, budget: fuse_budget(false) };
+        fs.handle_request(RequestId(40 + d), Caller::default(), req, Instant::ZERO);
+        let id = expect_get(&mut fs, &format!("http://hub/api/buckets/n/b/tree/d{d}?recursive=false&limit=1000"));
+        fs.handle_completion(id, http(200, "[]"), Instant::ZERO);
+        while fs.poll_reply().is_some() {}
+    }
+    let poll_at = fs.poll_timeout().expect("the poll is scheduled");
+    fs.handle_timeout(poll_at);
+    let id = expect_get(&mut fs, "http://hub/api/buckets/n/b");
+    fs.handle_completion(id, http(200, r#"{"updatedAt":"2026-01-02T00:00:00.000Z"}"#), poll_at);
+    // Root and six directories are loaded: seven re-listings, two at a time.
+    let mut started = Vec::new();
+    let mut most_at_once = 0;
+    let mut running: Vec<EffectId> = Vec::new();
+    loop {
+        while let Some((id, effect)) = fs.poll_effect() {
+            let Effect::HubGet { url } = effect else { panic!("{effect:?}") };
+            started.push(url);
+            running.push(id);
+        }
+        most_at_once = most_at_once.max(running.len());
+        let Some(id) = running.pop() else { break };
+        fs.handle_completion(id, http(200, "[]"), poll_at);
+    }
+    assert_eq!(started.len(), 7, "{started:?}");
+    assert_eq!(most_at_once, 2);
+}
