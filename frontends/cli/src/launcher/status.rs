@@ -14,6 +14,8 @@ struct Entry {
     mountpoint: String,
     source: String,
     backend: String,
+    /// When `start` ran it (seconds since the epoch; 0 if another launcher wrote the pid file).
+    started_unix: u64,
     log: String,
     /// The mount's own figures, or why it could not give them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +57,7 @@ fn entry(r: &PidRecord, log: String, answer: Result<Figures>) -> Entry {
         mountpoint: r.mountpoint.display().to_string(),
         source: r.source.clone(),
         backend: r.backend.clone(),
+        started_unix: r.started_unix,
         log,
         figures,
         error,
@@ -82,7 +85,13 @@ fn describe(e: &Entry) -> String {
             }
             out += &format!("  last error: {}\n", f.last_error.as_deref().unwrap_or("none"));
         }
-        (None, Some(err)) => out += &format!("  no figures: {err}\n"),
+        (None, Some(err)) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if e.started_unix > 0 {
+                out += &format!("  up {} (from its pid file)\n", duration(now.saturating_sub(e.started_unix)));
+            }
+            out += &format!("  no figures: {err}\n");
+        }
         (None, None) => {}
     }
     out += &format!("  log: {}\n", e.log);
