@@ -71,6 +71,9 @@ pub struct MountConfig {
     /// The frontend forgets every entry it was given (FUSE `FORGET`), so a lookup count of 0
     /// means the kernel holds nothing; NFS clients never forget, and keep handles instead.
     pub kernel_forgets: bool,
+    /// `--overlay`: the mount point's own directory is a writable local layer over the
+    /// remote, which is never written (`fs::overlay`).
+    pub overlay: bool,
 }
 
 impl MountConfig {
@@ -97,6 +100,7 @@ impl MountConfig {
             inode_soft_limit: None,
             lru_sweep_interval: Duration::from_secs(5),
             kernel_forgets: true,
+            overlay: false,
         }
     }
 }

@@ -32,6 +32,63 @@ pub enum Effect {
     /// Upload files to CAS, in one session finalized at the end (xorbs and shard); the
     /// completion is `Uploaded`, one entry per source, in order.
     Upload { token_url: Arc<str>, sources: Vec<UploadSource> },
+    /// An operation on the overlay's local layer (`--overlay`).
+    Layer(LayerOp),
+}
+
+/// Operations on the overlay's local layer: the mount point's own directory, opened before
+/// mounting. Paths are relative to the layer, made of names core checked ('/'-separated, never
+/// empty, `.` or `..`); effects resolve every one beneath the layer without following symlinks,
+/// so no name can reach outside it. `make_parents` lists directories (outermost first, with
+/// their modes) to create before the operation when missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerOp {
+    /// Every directory and regular file in the layer (symlinks and special files are hidden);
+    /// the completion is `Listed`.
+    Walk,
+    /// Read `range` of a file; the completion is `Bytes` (short at end of file).
+    Read { path: String, range: Range<u64> },
+    /// Write `data` at `offset`; with `sync`, on the disk before the completion.
+    Write { path: String, offset: u64, data: Bytes, sync: bool },
+    /// Create an empty regular file (`EEXIST` if the name is taken) or a directory with
+    /// exactly `mode`; the completion is `Listed` with the new entry.
+    Create { path: String, dir: bool, mode: u16, make_parents: Vec<(String, u16)> },
+    /// Change size, mode, owner or times (`None` leaves it); the completion is `Listed` with
+    /// the entry after.
+    SetAttr { path: String, change: LayerChange },
+    Unlink { path: String },
+    Rmdir { path: String },
+    /// Rename `from` to `to`, replacing `to` unless `no_replace`.
+    Rename { from: String, to: String, no_replace: bool, make_parents: Vec<(String, u16)> },
+    /// Flush a file's data to the disk.
+    Sync { path: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerChange {
+    pub size: Option<u64>,
+    pub mode: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Nanoseconds since the epoch.
+    pub atime_ns: Option<i64>,
+    pub mtime_ns: Option<i64>,
+}
+
+/// A directory or regular file of the local layer, as `stat` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// Relative to the layer.
+    pub path: String,
+    pub dir: bool,
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
 }
 
 /// Staging files hold the content of files being written, named by core, owned by effects.
@@ -128,6 +185,9 @@ pub enum LocalError {
     /// The local disk is full.
     NoSpace,
     Io,
+    /// The overlay's local layer refused the operation with this errno (`EEXIST`,
+    /// `ENOTEMPTY`, `EACCES` for a name that would leave the layer, ...).
+    Refused(crate::error::Errno),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,5 +230,7 @@ pub enum Completion {
     Done,
     /// An upload succeeded: each file's xet hash and size, in the order of the sources.
     Uploaded(Vec<(String, u64)>),
+    /// Entries of the overlay's local layer.
+    Listed(Vec<LayerEntry>),
     Failed(EffectFailure),
 }

@@ -258,6 +258,8 @@ pub enum ContentSource {
     Xet { hash: String },
     /// Stored in git; fetched through `resolve` (the oid is the git blob id).
     Regular { oid: String },
+    /// Overlay mode: held by the local layer, never by the Hub.
+    Layer,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

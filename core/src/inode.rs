@@ -60,6 +60,10 @@ pub struct Inode {
     /// Created in this mount and not (yet) known to the Hub: a refreshed listing that lacks it
     /// must not remove it.
     pub local: bool,
+    /// Overlay mode: the node exists in the local layer (it is also `local`).
+    pub layer: bool,
+    /// Overlay mode: a layer node whose name a remote listing shows too (the layer hides it).
+    pub shadows_remote: bool,
 }
 
 pub struct InodeTable {
@@ -90,6 +94,8 @@ impl InodeTable {
             lookups: 1,
             detached: false,
             local: false,
+            layer: false,
+            shadows_remote: false,
         });
         t.by_ino.insert(ROOT_INO, key);
         t
@@ -170,6 +176,8 @@ impl InodeTable {
             lookups: 0,
             detached: false,
             local: false,
+            layer: false,
+            shadows_remote: false,
         });
         self.by_ino.insert(ino, key);
         self.by_name.insert((parent, name.to_string()), ino);

@@ -24,7 +24,7 @@ pub mod time;
 
 pub use config::MountConfig;
 pub use effect::{
-    Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, LocalError, StageEdit, StageOp, StreamOp,
+    Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, LayerChange, LayerEntry, LayerOp, LocalError, StageEdit, StageOp, StreamOp,
     UploadSource,
 };
 pub use error::{Errno, FsError};

@@ -173,6 +173,13 @@ impl Listings {
         }
     }
 
+    /// Add a child to `dir` whether or not it is listed yet (the overlay's layer entries, put
+    /// in before the remote listing; a listing keeps children with local changes).
+    pub fn seed_child(&mut self, dir: Ino, ino: Ino) {
+        self.dirs.entry(dir).or_default();
+        self.add_child(dir, ino);
+    }
+
     pub fn remove_child(&mut self, dir: Ino, ino: Ino) {
         if let Some(d) = self.dirs.get_mut(&dir) {
             d.children.retain(|_, i| *i != ino);

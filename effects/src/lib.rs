@@ -1,12 +1,13 @@
 //! hfm-effects: executes what core asks for. Hub HTTP with ureq (bytes built and parsed by
 //! `hfm_core::hub`), CAS range reads and uploads with the xet-core crates (and their disk chunk
-//! cache), staging-file IO.
+//! cache), staging-file IO, the overlay's local layer.
 //!
 //! Every method here is blocking and safe to call from many threads at once; runtimes decide
 //! where it runs. No filesystem policy lives here: failures are classified and handed back.
 
 mod cas;
 mod http;
+mod layer;
 pub mod secrets;
 mod stage;
 mod token;
@@ -14,10 +15,11 @@ mod upload;
 
 pub use cas::{CacheSettings, CasReader};
 pub use http::HubClient;
+pub use layer::Layer;
 pub use token::Credential;
 pub use upload::CasWriter;
 
-use hfm_core::{Completion, Effect};
+use hfm_core::{Completion, Effect, EffectFailure, LocalError};
 use xet_runtime::config::XetConfig;
 use xet_runtime::core::XetContext;
 
@@ -26,6 +28,8 @@ pub struct Executor {
     pub hub: HubClient,
     pub cas: CasReader,
     pub writer: CasWriter,
+    /// The overlay's local layer (`--overlay`).
+    pub layer: Option<Layer>,
 }
 
 impl Executor {
@@ -37,7 +41,14 @@ impl Executor {
             cas: CasReader::new(ctx.clone(), hub.clone(), cache),
             writer: CasWriter::new(ctx, hub.clone(), xet_dir),
             hub,
+            layer: None,
         })
+    }
+
+    /// Serve overlay effects from `layer`.
+    pub fn with_layer(mut self, layer: Layer) -> Self {
+        self.layer = Some(layer);
+        self
     }
 }
 
@@ -67,6 +78,10 @@ impl hfm_driver::Executor for Executor {
             Effect::Stage(op) => stage::execute(op, &self.cas),
             Effect::Stream(op) => self.writer.stream(op),
             Effect::Upload { token_url, sources } => self.writer.upload(token_url, sources).map(Completion::Uploaded),
+            Effect::Layer(op) => match &self.layer {
+                Some(layer) => layer.execute(op),
+                None => Err(EffectFailure::local(LocalError::Io, "this mount has no overlay layer")),
+            },
         };
         result.unwrap_or_else(Completion::Failed)
     }

@@ -16,8 +16,10 @@ impl Filesystem {
     pub(crate) fn attr(&self, ino: Ino) -> Option<Attr> {
         let node = self.inodes.get(ino)?;
         let writable = self.cfg.writes.mode != WriteMode::ReadOnly;
+        // Overlay: every directory takes new entries (in the layer); remote files stay read-only.
+        let dir_writable = writable || self.cfg.overlay;
         let (kind, size, perm, rdev) = match &node.kind {
-            NodeKind::Dir => (FileKind::Directory, 0, if writable { 0o755 } else { 0o555 }, 0),
+            NodeKind::Dir => (FileKind::Directory, 0, if dir_writable { 0o755 } else { 0o555 }, 0),
             NodeKind::File { size, .. } => (FileKind::RegularFile, *size, if writable { 0o644 } else { 0o444 }, 0),
             NodeKind::Symlink { target } => (FileKind::Symlink, target.len() as u64, 0o777, 0),
             NodeKind::Special { kind, rdev } => (*kind, 0, 0o644, *rdev),

@@ -29,7 +29,7 @@ impl Endpoint {
             Effect::CasRange { .. } | Effect::Upload { .. } => Some(Endpoint::Cas),
             Effect::Stream(StreamOp::Append { .. } | StreamOp::Finish { .. }) => Some(Endpoint::Cas),
             Effect::Stage(StageOp::Fill { .. }) => Some(Endpoint::Cas),
-            Effect::Stream(StreamOp::Abort { .. }) | Effect::Stage(_) => None,
+            Effect::Stream(StreamOp::Abort { .. }) | Effect::Stage(_) | Effect::Layer(_) => None,
         }
     }
 }

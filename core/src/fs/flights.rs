@@ -51,6 +51,8 @@ pub(crate) enum Purpose {
     },
     /// Recursive listing of the whole mount, to find unknown identities.
     Search,
+    /// An operation on the overlay's local layer.
+    Layer(super::overlay::LayerStep),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

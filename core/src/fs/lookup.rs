@@ -237,6 +237,10 @@ impl Filesystem {
             p if p.is_empty() => "/".to_string(),
             p => p,
         };
+        if err.errno == Errno::NoEnt && self.layer_dir_not_remote(dir) {
+            let now = self.now;
+            return self.on_page(dir, hub::TreePage::default(), None, now);
+        }
         let err = FsError { detail: format!("listing {shown}: {}", err.detail), ..err };
         self.listing_ended(dir);
         if self.listings.is_loaded(dir) && err.errno != Errno::NoEnt {

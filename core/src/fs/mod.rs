@@ -25,6 +25,7 @@ mod journal;
 mod lookup;
 mod mount;
 mod namespace;
+mod overlay;
 mod parked;
 mod read;
 mod refresh;
@@ -117,6 +118,10 @@ impl Handles {
     pub fn is_open(&self, ino: Ino) -> bool {
         self.per_file.contains_key(&ino)
     }
+
+    pub fn get(&self, fh: u64) -> Option<OpenFile> {
+        self.open.get(&fh).copied()
+    }
 }
 
 /// How the unmount drain ended.
@@ -197,6 +202,7 @@ pub struct Filesystem {
     pub(crate) search: resolve::Search,
     pub(crate) poll: refresh::Poller,
     pub(crate) sweeper: evict::Sweeper,
+    pub(crate) overlay: overlay::LayerQueue,
     /// Errors of background work (upload, commit) not yet reported to the file's user.
     pub(crate) unreported: Map<Ino, FsError>,
     pub(crate) drain: Drain,
@@ -249,6 +255,7 @@ impl Filesystem {
             search: resolve::Search::default(),
             poll: refresh::Poller::default(),
             sweeper: evict::Sweeper::default(),
+            overlay: overlay::LayerQueue::default(),
             unreported: Map::default(),
             drain: Drain::default(),
             breakers: Breakers::default(),
@@ -480,6 +487,18 @@ impl Filesystem {
             mount::Phase::Failed(err) => return self.fail(id, err.clone()),
             mount::Phase::Resolving { .. } => return self.park(id, Wait::Mounted, Then::Redispatch(caller, req)),
         }
+        if self.cfg.overlay {
+            if self.cfg.access.check {
+                if let Err(e) = self.check_access(&caller, &req) {
+                    return self.fail(id, e);
+                }
+            }
+            // What overlay mode leaves alone only reads the remote.
+            if let Some(req) = self.overlay_dispatch(id, &caller, req, now) {
+                self.handle(id, caller, req, now);
+            }
+            return;
+        }
         if req.is_modifying() && self.cfg.writes.mode == WriteMode::ReadOnly {
             return self.fail(id, self.read_only_error());
         }
@@ -488,6 +507,11 @@ impl Filesystem {
                 return self.fail(id, e);
             }
         }
+        self.handle(id, caller, req, now);
+    }
+
+    /// Serve a request that passed the mount's checks.
+    fn handle(&mut self, id: RequestId, caller: Caller, req: Request, now: Instant) {
         match req {
             Request::Lookup { parent, name } => self.lookup(id, &caller, parent, name, now),
             Request::Forget { ino, nlookup } => {
@@ -629,7 +653,7 @@ impl Filesystem {
             }
             // Staging files are never given up on: a late fill would overwrite edits made after
             // it (effects bound their own IO).
-            Effect::Stream(StreamOp::Abort { .. }) | Effect::Stage(_) => None,
+            Effect::Stream(StreamOp::Abort { .. }) | Effect::Stage(_) | Effect::Layer(_) => None,
         }
     }
 
@@ -691,6 +715,7 @@ impl Filesystem {
                 Ok((page, next)) => self.on_search_page(page, next, now),
                 Err(e) => self.on_failure(id, Flight { purpose: Purpose::Search, ..flight }, malformed(e), now),
             },
+            Purpose::Layer(step) => self.on_layer(step, Ok(completion), now),
         }
     }
 
@@ -723,6 +748,7 @@ impl Filesystem {
             Purpose::Poll => self.on_poll(Err(err), now),
             Purpose::Scan { dir } => self.fail_scan(dir, err),
             Purpose::Search => self.fail_search(err),
+            Purpose::Layer(step) => self.on_layer(step, Err(err), now),
         }
     }
 
@@ -790,6 +816,7 @@ pub(crate) fn unexpected(c: &Completion) -> FsError {
         Completion::Bytes(_) => "bytes",
         Completion::Done => "done",
         Completion::Uploaded(_) => "an upload",
+        Completion::Listed(_) => "layer entries",
         Completion::Failed(_) => "a failure",
     };
     FsError::new(Errno::Io, "internal", format!("effect completed with {kind}"))
@@ -804,6 +831,7 @@ pub(crate) fn errno_for(f: &EffectFailure) -> FsError {
     match (f.kind, f.status) {
         (FailureKind::Local(LocalError::NoSpace), _) => FsError::new(Errno::NoSpc, "local_no_space", detail),
         (FailureKind::Local(LocalError::Io), _) => FsError::new(Errno::Io, "local_io", detail),
+        (FailureKind::Local(LocalError::Refused(errno)), _) => FsError::new(errno, "overlay_layer", detail),
         (FailureKind::Auth, _) => FsError::new(Errno::Acces, "hub_denied", detail),
         (FailureKind::NotFound, _) => FsError::new(Errno::NoEnt, "hub_not_found", detail),
         (_, Some(429)) => FsError::new(Errno::Again, "hub_rate_limited", detail),

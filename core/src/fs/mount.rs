@@ -189,9 +189,13 @@ impl Filesystem {
         self.mount_failed(line);
     }
 
-    fn mounted(&mut self, now: Instant) {
+    pub(crate) fn mounted(&mut self, now: Instant) {
+        if self.cfg.overlay && !self.overlay.walked {
+            return self.walk_layer();
+        }
         self.mount = Phase::Mounted;
-        let writable = self.cfg.writes.mode != WriteMode::ReadOnly;
+        // Overlay: the local layer takes writes, the remote never does.
+        let writable = self.cfg.writes.mode != WriteMode::ReadOnly || self.cfg.overlay;
         let label = match &self.remote {
             Remote::Repo { repo, commit, .. } => format!("{}@{}", repo.id, &commit[..commit.len().min(12)]),
             Remote::Bucket { id } => format!("bucket {id}"),
@@ -206,7 +210,7 @@ impl Filesystem {
         self.wake(Wait::Mounted, now);
     }
 
-    fn mount_failed(&mut self, line: String) {
+    pub(crate) fn mount_failed(&mut self, line: String) {
         let err = FsError::new(Errno::Io, "mount_failed", line);
         self.mount = Phase::Failed(err.clone());
         self.out.mounted = Some(Err(err.clone()));

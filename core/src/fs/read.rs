@@ -71,7 +71,7 @@ impl Filesystem {
     /// is the one it last opened (same size and content hash): a change seen while the file is
     /// cached is invalidated at once (`InvalidateInode`), a change seen otherwise makes the next
     /// open start from empty. A file with local changes in flight never keeps them.
-    fn keep_pages(&mut self, ino: Ino) -> bool {
+    pub(crate) fn keep_pages(&mut self, ino: Ino) -> bool {
         use std::hash::BuildHasher;
         let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| &n.kind) else { return false };
         let identity = foldhash::fast::FixedState::default().hash_one((size, source));
@@ -182,7 +182,8 @@ impl Filesystem {
                         let url = self.cfg.urls.resolve(repo, commit, &self.inodes.path(ino));
                         Effect::HubRange { url, range: start..end }
                     }
-                    (ContentSource::Regular { .. }, Remote::Bucket { .. }) => return,
+                    // Layer files are read through `overlay`, never fetched.
+                    (ContentSource::Regular { .. }, Remote::Bucket { .. }) | (ContentSource::Layer, _) => return,
                 };
                 let id = self.start_effect(Purpose::Fetch { ino, range: start..end }, effect);
                 self.reads.fetching.entry(ino).or_default().push((start..end, id));

@@ -80,6 +80,11 @@ impl Filesystem {
             }
             return Some(ino);
         };
+        if let Some(n) = self.inodes.get_mut(ino).filter(|n| n.layer) {
+            // Overlay: the layer entry hides the remote one.
+            n.shadows_remote = true;
+            return Some(ino);
+        }
         if self.has_local_changes(ino) {
             self.note_remote_change(ino, entry);
             return Some(ino);

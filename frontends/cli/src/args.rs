@@ -121,7 +121,9 @@ pub struct MountOpts {
     /// private source is mounted for its owner only; a public one is open to every user).
     #[arg(long, global = true, conflicts_with = "fuse_owner_only")]
     pub allow_other: bool,
-    /// Mount over a non-empty directory (its files are hidden while mounted).
+    /// Mount over a directory and keep its own files as a writable local layer over the
+    /// remote, which is never written: local files win on a name clash; creating, writing,
+    /// renaming, deleting and chmod happen in the layer; changing a remote file is refused.
     #[arg(long, global = true)]
     pub overlay: bool,
     /// FUSE worker threads, and the effect threads of `--runtime threads`.

@@ -12,7 +12,7 @@ use hfm_core::config::{AccessPolicy, ReadPolicy, Source, WriteMode, WritePolicy}
 use hfm_core::hub::{self, HubUrls};
 use hfm_core::{Filesystem, MountConfig, MountInfo};
 use hfm_driver::{Clock, DrainOutcome, Driver, Notifier, Running};
-use hfm_effects::{CacheSettings, Credential, Executor, HubClient};
+use hfm_effects::{CacheSettings, Credential, Executor, HubClient, Layer};
 
 use crate::args::{Cmd, MountOpts};
 use crate::{control, daemon, recovery};
@@ -173,11 +173,13 @@ fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, s
     cfg.lru_sweep_interval = Duration::from_millis(o.lru_sweep_interval_ms);
     // The kernel's FUSE client forgets what it was given; NFS clients keep handles instead.
     cfg.kernel_forgets = frontend == Frontend::Fuse;
+    cfg.overlay = o.overlay;
     cfg.seed = start_nonce();
     cfg.verifier = start_nonce().rotate_left(17);
     cfg.writes = WritePolicy {
         // NFS clients write out of order: an NFS mount always stages.
-        mode: match (matches!(cmd, Cmd::Bucket { .. }) && !o.read_only, o.advanced_writes || frontend == Frontend::Nfs)
+        // With --overlay the remote is never written: the local layer takes every change.
+        mode: match (matches!(cmd, Cmd::Bucket { .. }) && !o.read_only && !o.overlay, o.advanced_writes || frontend == Frontend::Nfs)
         {
             (false, _) => WriteMode::ReadOnly,
             (true, false) => WriteMode::Streaming,
@@ -216,6 +218,8 @@ pub struct Started {
     pub executor: Arc<Executor>,
     pub mountpoint: PathBuf,
     pub is_bucket: bool,
+    /// `--overlay`: the mount point's own files are the writable local layer.
+    pub overlay: bool,
     /// Seed of the source's stable identities (NFS file handles).
     pub identity_seed: u64,
     pub started: std::time::Instant,
@@ -232,14 +236,19 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
     let mountpoint = match cmd {
         Cmd::Repo { mountpoint, .. } | Cmd::Bucket { mountpoint, .. } => mountpoint.clone(),
     };
+    if o.overlay && o.read_only {
+        bail!("--overlay and --read-only contradict each other: the overlay's local layer is written (drop one)");
+    }
     check_mountpoint(&mountpoint, o.overlay)?;
+    // Taken before mounting: the mount will hide the directory it writes to.
+    let layer = o.overlay.then(|| Layer::open(&mountpoint)).transpose().map_err(|e| anyhow!(e))?;
     let token = credential(o)?;
     let cache_dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let is_bucket = matches!(cmd, Cmd::Bucket { .. });
     // A writable bucket mount keeps its staging files and journal in a directory of its own,
     // which the next mount of the bucket recovers if this one ends without saving everything.
     let bucket_id = match cmd {
-        Cmd::Bucket { id, .. } if !o.read_only => Some(hub::parse_bucket_arg(id).map_err(|e| anyhow!(e))?.0),
+        Cmd::Bucket { id, .. } if !o.read_only && !o.overlay => Some(hub::parse_bucket_arg(id).map_err(|e| anyhow!(e))?.0),
         _ => None,
     };
     let journal_root = bucket_id.as_deref().map(|id| recovery::journal_root(&cache_dir, id));
@@ -256,7 +265,11 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
         size_bytes: o.cache_size,
         xet_dir: cache_dir.join("xet"),
     };
-    let executor = Arc::new(Executor::new(hub, cache).map_err(|e| anyhow!(e))?);
+    let executor = Executor::new(hub, cache).map_err(|e| anyhow!(e))?;
+    let executor = Arc::new(match layer {
+        Some(layer) => executor.with_layer(layer),
+        None => executor,
+    });
     let clock = Clock::start();
     cfg.wall_ms_at_zero = clock.wall_ms_at_zero();
     let driver = Driver::new(Filesystem::new(cfg), notifier);
@@ -277,6 +290,7 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
         executor,
         mountpoint,
         is_bucket,
+        overlay: o.overlay,
         identity_seed,
         started,
         staging,
@@ -292,6 +306,7 @@ impl Started {
     /// "(read-write)", "(private: ...)" and the like, for the mount line.
     pub fn mode_note(&self, owner_only: bool) -> String {
         let mode = match (self.is_bucket, self.info.writable) {
+            _ if self.overlay => " (overlay: local files read-write, the remote read-only)",
             (false, _) => "",
             (true, false) => " (read-only)",
             (true, true) => " (read-write)",
