@@ -47,21 +47,50 @@ pub enum LayerOp {
     /// the completion is `Listed`.
     Walk,
     /// Read `range` of a file; the completion is `Bytes` (short at end of file).
-    Read { path: String, range: Range<u64> },
+    Read {
+        path: String,
+        range: Range<u64>,
+    },
     /// Write `data` at `offset`; with `sync`, on the disk before the completion.
-    Write { path: String, offset: u64, data: Bytes, sync: bool },
+    Write {
+        path: String,
+        offset: u64,
+        data: Bytes,
+        sync: bool,
+    },
     /// Create an empty regular file (`EEXIST` if the name is taken) or a directory with
-    /// exactly `mode`; the completion is `Listed` with the new entry.
-    Create { path: String, dir: bool, mode: u16, make_parents: Vec<(String, u16)> },
+    /// exactly `mode`, owned by `owner` where the process may give it away; the completion is
+    /// `Listed` with the new entry.
+    Create {
+        path: String,
+        dir: bool,
+        mode: u16,
+        owner: Option<(u32, u32)>,
+        make_parents: Vec<(String, u16)>,
+    },
     /// Change size, mode, owner or times (`None` leaves it); the completion is `Listed` with
     /// the entry after.
-    SetAttr { path: String, change: LayerChange },
-    Unlink { path: String },
-    Rmdir { path: String },
+    SetAttr {
+        path: String,
+        change: LayerChange,
+    },
+    Unlink {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
     /// Rename `from` to `to`, replacing `to` unless `no_replace`.
-    Rename { from: String, to: String, no_replace: bool, make_parents: Vec<(String, u16)> },
+    Rename {
+        from: String,
+        to: String,
+        no_replace: bool,
+        make_parents: Vec<(String, u16)>,
+    },
     /// Flush a file's data to the disk.
-    Sync { path: String },
+    Sync {
+        path: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

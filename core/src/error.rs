@@ -61,9 +61,28 @@ impl Errno {
     /// The variant of Linux errno `code`, if it has one (`EINVAL` maps to `Inval`).
     pub fn from_code(code: i32) -> Option<Errno> {
         use Errno::*;
-        [Perm, NoEnt, Io, BadF, Again, Acces, Exist, NotDir, IsDir, Inval, NoSpc, RoFs, NameTooLong, NoSys, NotEmpty, NotSup, FBig, Stale]
-            .into_iter()
-            .find(|e| e.code() == code)
+        [
+            Perm,
+            NoEnt,
+            Io,
+            BadF,
+            Again,
+            Acces,
+            Exist,
+            NotDir,
+            IsDir,
+            Inval,
+            NoSpc,
+            RoFs,
+            NameTooLong,
+            NoSys,
+            NotEmpty,
+            NotSup,
+            FBig,
+            Stale,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
     }
 }
 

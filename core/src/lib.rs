@@ -24,8 +24,8 @@ pub mod time;
 
 pub use config::MountConfig;
 pub use effect::{
-    Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, LayerChange, LayerEntry, LayerOp, LocalError, StageEdit, StageOp, StreamOp,
-    UploadSource,
+    Completion, Effect, EffectFailure, EffectId, FailureKind, HttpResponse, LayerChange, LayerEntry, LayerOp,
+    LocalError, StageEdit, StageOp, StreamOp, UploadSource,
 };
 pub use error::{Errno, FsError};
 pub use fs::{DrainOutcome, Filesystem, MountInfo, Stats};

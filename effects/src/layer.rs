@@ -90,18 +90,24 @@ impl Layer {
         // SAFETY: `c` is a valid NUL-terminated path; the result is checked.
         let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         if fd < 0 {
-            return Err(format!("opening {} as the overlay's local layer: {}", dir.display(), io::Error::last_os_error()));
+            return Err(format!(
+                "opening {} as the overlay's local layer: {}",
+                dir.display(),
+                io::Error::last_os_error()
+            ));
         }
         // SAFETY: `fd` was just opened and is owned by nobody else.
         Ok(Layer { root: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
-    /// Open `path` ("" is the layer itself) beneath the layer, never following a symlink.
+    /// Open `path` ("" is the layer itself) beneath the layer. RESOLVE_NO_SYMLINKS refuses a
+    /// symlink anywhere on the way, the last name included (`ELOOP`); no `O_NOFOLLOW`, which
+    /// would hand back the symlink itself to an `O_PATH` open.
     fn resolve(&self, path: &str, flags: libc::c_int, mode: u16) -> io::Result<OwnedFd> {
         let c = cstr(if path.is_empty() { "." } else { path })?;
         // SAFETY: open_how is plain data; zero is "no flags" for every field.
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+        how.flags = (flags | libc::O_CLOEXEC) as u64;
         how.mode = u64::from(mode);
         how.resolve = RESOLVE;
         // SAFETY: valid pointers to `c` and `how`, with `how`'s size.
@@ -184,7 +190,7 @@ impl Layer {
                 }
                 Ok(Completion::Done)
             }
-            LayerOp::Create { path, dir, mode, make_parents } => {
+            LayerOp::Create { path, dir, mode, owner, make_parents } => {
                 check_path(path)?;
                 self.make_parents(make_parents)?;
                 if *dir {
@@ -195,6 +201,9 @@ impl Layer {
                     // SAFETY: a valid descriptor; the result is checked.
                     check(unsafe { libc::fchmod(fd.as_raw_fd(), libc::mode_t::from(*mode)) })
                         .map_err(|e| failure("setting the mode of", path, e))?;
+                }
+                if let Some((uid, gid)) = owner {
+                    self.give_away(path, *uid, *gid, *mode).map_err(|e| failure("setting the owner of", path, e))?;
                 }
                 Ok(Completion::Listed(vec![self.stat(path).map_err(|e| failure("reading", path, e))?]))
             }
@@ -241,6 +250,19 @@ impl Layer {
         }
     }
 
+    /// Make a new entry `uid`:`gid`'s (its creator's). A process that may not give files away
+    /// (not root) keeps them as its own; `mode` again, since chown clears set-id bits.
+    fn give_away(&self, path: &str, uid: u32, gid: u32, mode: u16) -> io::Result<()> {
+        let fd = self.resolve(path, libc::O_PATH, 0)?;
+        // SAFETY: a valid descriptor and an empty C string with AT_EMPTY_PATH.
+        match check(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) }) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) if mode & 0o6000 != 0 => Self::chmod(&fd, mode),
+            Ok(()) => Ok(()),
+        }
+    }
+
     fn set_attr(&self, path: &str, change: &LayerChange) -> io::Result<()> {
         if let Some(size) = change.size {
             File::from(self.resolve(path, libc::O_WRONLY, 0)?).set_len(size)?;
@@ -256,7 +278,9 @@ impl Layer {
         }
         if change.atime_ns.is_some() || change.mtime_ns.is_some() {
             let spec = |t: Option<i64>| match t {
-                Some(ns) => libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) },
+                Some(ns) => {
+                    libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) }
+                }
                 None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
             };
             let times = [spec(change.atime_ns), spec(change.mtime_ns)];
@@ -272,7 +296,8 @@ impl Layer {
         let mut out = Vec::new();
         let mut dirs = vec![String::new()];
         while let Some(dir) = dirs.pop() {
-            let fd = self.resolve(&dir, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| failure("listing", &dir, e))?;
+            let fd =
+                self.resolve(&dir, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| failure("listing", &dir, e))?;
             let listing = std::fs::read_dir(Path::new(proc_path(&fd).to_str().unwrap_or_default()))
                 .map_err(|e| failure("listing", &dir, e))?;
             for item in listing {
@@ -295,5 +320,121 @@ impl Layer {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A fresh layer directory and a directory beside it that must stay untouched.
+    fn dirs(name: &str) -> (PathBuf, PathBuf, Layer) {
+        let base = std::env::temp_dir().join(format!("hfm-layer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (layer, outside) = (base.join("layer"), base.join("outside"));
+        std::fs::create_dir_all(&layer).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "secret").unwrap();
+        let held = Layer::open(&layer).unwrap();
+        (layer, outside, held)
+    }
+
+    fn refused_as_eacces(result: Result<Completion, EffectFailure>) {
+        match result {
+            Err(f) => {
+                assert_eq!(f.kind, hfm_core::FailureKind::Local(LocalError::Refused(Errno::Acces)), "{}", f.message)
+            }
+            Ok(c) => panic!("allowed: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn names_that_climb_out_are_refused() {
+        let (_layer, outside, l) = dirs("climb");
+        for path in ["..", "../outside/x", "a/../../outside/x", "/etc/passwd", "a//b", "", ".", "a/./b"] {
+            refused_as_eacces(l.execute(&LayerOp::Create {
+                path: path.into(),
+                dir: false,
+                mode: 0o644,
+                owner: None,
+                make_parents: vec![],
+            }));
+            refused_as_eacces(l.execute(&LayerOp::Read { path: path.into(), range: 0..10 }));
+        }
+        let parents = vec![("../outside/made".to_string(), 0o755)];
+        refused_as_eacces(l.execute(&LayerOp::Create {
+            path: "x".into(),
+            dir: false,
+            mode: 0o644,
+            owner: None,
+            make_parents: parents,
+        }));
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "nothing was created outside");
+    }
+
+    #[test]
+    fn symlinks_in_the_layer_are_never_followed() {
+        let (layer, outside, l) = dirs("symlinks");
+        std::os::unix::fs::symlink(&outside, layer.join("out")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), layer.join("secret-link")).unwrap();
+        std::fs::write(layer.join("mine"), "mine").unwrap();
+        refused_as_eacces(l.execute(&LayerOp::Read { path: "out/secret".into(), range: 0..6 }));
+        refused_as_eacces(l.execute(&LayerOp::Read { path: "secret-link".into(), range: 0..6 }));
+        let write =
+            LayerOp::Write { path: "secret-link".into(), offset: 0, data: Bytes::from_static(b"x"), sync: false };
+        refused_as_eacces(l.execute(&write));
+        refused_as_eacces(l.execute(&LayerOp::Create {
+            path: "out/new".into(),
+            dir: false,
+            mode: 0o644,
+            owner: None,
+            make_parents: vec![],
+        }));
+        refused_as_eacces(l.execute(&LayerOp::Create {
+            path: "out/d".into(),
+            dir: true,
+            mode: 0o755,
+            owner: None,
+            make_parents: vec![],
+        }));
+        let rename =
+            LayerOp::Rename { from: "mine".into(), to: "out/mine".into(), no_replace: false, make_parents: vec![] };
+        refused_as_eacces(l.execute(&rename));
+        let chmod = LayerChange { mode: Some(0o777), size: Some(0), ..LayerChange::default() };
+        refused_as_eacces(l.execute(&LayerOp::SetAttr { path: "secret-link".into(), change: chmod }));
+        refused_as_eacces(l.execute(&LayerOp::Unlink { path: "out/secret".into() }));
+        assert_eq!(std::fs::read_to_string(outside.join("secret")).unwrap(), "secret");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+        assert_eq!(std::fs::read_to_string(layer.join("mine")).unwrap(), "mine");
+    }
+
+    #[test]
+    fn the_walk_shows_directories_and_files_only() {
+        let (layer, outside, l) = dirs("walk");
+        std::fs::create_dir_all(layer.join("d/e")).unwrap();
+        std::fs::write(layer.join("d/e/f.txt"), "abc").unwrap();
+        std::os::unix::fs::symlink(&outside, layer.join("d/out")).unwrap();
+        let fifo = CString::new(layer.join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        std::fs::write(layer.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), "x").unwrap();
+        let Ok(Completion::Listed(entries)) = l.execute(&LayerOp::Walk) else { panic!("walk failed") };
+        let mut seen: Vec<(String, bool, u64)> = entries.into_iter().map(|e| (e.path, e.dir, e.size)).collect();
+        seen.sort();
+        assert_eq!(seen, vec![("d".into(), true, 0), ("d/e".into(), true, 0), ("d/e/f.txt".into(), false, 3)]);
+    }
+
+    #[test]
+    fn creates_get_exactly_their_mode_and_missing_parents() {
+        let (layer, _outside, l) = dirs("create");
+        let parents = vec![("a".to_string(), 0o750), ("a/b".to_string(), 0o700)];
+        let op = LayerOp::Create { path: "a/b/f".into(), dir: false, mode: 0o666, owner: None, make_parents: parents };
+        let Ok(Completion::Listed(made)) = l.execute(&op) else { panic!("create failed") };
+        assert_eq!((made[0].mode, made[0].dir), (0o666, false));
+        assert_eq!(std::fs::metadata(layer.join("a")).unwrap().mode() & 0o7777, 0o750);
+        assert_eq!(std::fs::metadata(layer.join("a/b")).unwrap().mode() & 0o7777, 0o700);
+        let again = l.execute(&op).unwrap_err();
+        assert_eq!(again.kind, hfm_core::FailureKind::Local(LocalError::Refused(Errno::Exist)));
     }
 }

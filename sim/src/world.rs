@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hfm_core::hub::{HubUrls, RepoRef, EMPTY_FILE_HASH};
-use hfm_core::{Completion, Effect, EffectFailure, FailureKind, LocalError, StageEdit, StageOp, StreamOp, UploadSource};
+use hfm_core::{
+    Completion, Effect, EffectFailure, FailureKind, LocalError, StageEdit, StageOp, StreamOp, UploadSource,
+};
 
 /// The simulated Hub's endpoint.
 pub const ENDPOINT: &str = "http://hub.sim";
@@ -191,7 +193,9 @@ impl World {
                 }
                 _ => failed(FailureKind::NotFound, "unknown xet hash or range"),
             },
-            Effect::Layer(_) => Completion::Failed(EffectFailure::local(LocalError::Io, "the simulated world has no overlay layer")),
+            Effect::Layer(_) => {
+                Completion::Failed(EffectFailure::local(LocalError::Io, "the simulated world has no overlay layer"))
+            }
             Effect::Upload { sources, .. } => {
                 let mut out = Vec::new();
                 for source in sources {

@@ -107,6 +107,26 @@ assert os.path.exists(m + '/escape-attempt.txt')
 "
 check "a big file written through the mount reads back" bash -c "head -c 20000000 /dev/urandom > '$work/big.bin' && cp '$work/big.bin' '$m/big.bin' && cmp '$work/big.bin' '$m/big.bin'"
 check "git init, add and commit inside the overlay" bash -c "cd '$m/runs' && git init -q proj && cd proj && echo x > f && git add f && git -c user.email=a@b -c user.name=a commit -qm one && git log --oneline | grep -q one"
+check "a file removed or replaced while open stays usable through its descriptor" python3 -c "
+import os, tempfile
+m = '$m'
+f = open(m + '/scratch.bin', 'w+b'); f.write(b'abc'); f.flush()
+os.unlink(m + '/scratch.bin'); assert not os.path.exists(m + '/scratch.bin')
+f.write(b'def'); f.flush(); f.seek(0); assert f.read() == b'abcdef'; f.close()
+with open(m + '/doc.txt', 'w') as g: g.write('old')
+old = open(m + '/doc.txt')
+with open(m + '/doc.txt.tmp', 'w') as g: g.write('new')
+os.rename(m + '/doc.txt.tmp', m + '/doc.txt')
+assert old.read() == 'old' and open(m + '/doc.txt').read() == 'new'; old.close()
+with tempfile.TemporaryFile(dir=m) as t:
+    t.write(b'x' * 100000); t.seek(0); assert len(t.read()) == 100000
+assert '.hf-mount-deleted' not in os.listdir(m)
+"
+check "rsync, sqlite3 and filelock work in the layer" bash -c "
+  set -e; rsync -a '$work/src/' '$m/mirror/' && diff -r '$work/src' '$m/mirror'
+  sqlite3 '$m/runs/db.sqlite' 'create table t(x); insert into t values (1),(2);' && test \"\$(sqlite3 '$m/runs/db.sqlite' 'select sum(x) from t')\" = 3
+  python3 -c 'import filelock; l = filelock.FileLock(\"$m/runs/x.lock\"); l.acquire(timeout=5); l.release()'"
+check "fsx: 10,000 random reads, writes, truncates and mmaps of a layer file" bash -c "cd '$m' && fsx -N 10000 -S 20261202 -P '$work' '$m/fsx.data' | tail -2"
 
 # A symlink swapped into the layer while mounted (by a process that held it open) is never
 # followed: every access through the old directory fails and nothing reaches outside.
@@ -125,6 +145,7 @@ except OSError as e:
 check "the remote was never written" bash -c "curl -sf '$ep/api/models/alice/ov/tree/main?recursive=true' | python3 -c 'import json,sys; print(sorted(e[\"path\"] for e in json.load(sys.stdin) if e[\"type\"]==\"file\"))' | grep -qx \"\\['README.md', 'models/config.json', 'models/weights.bin', 'sub/a.txt'\\]\""
 fusermount3 -u "$m"; sleep 0.5
 check "after unmount the files are plain files of the directory" bash -c "test \"\$(cat '$layer/notes.txt')\" = mine && test \"\$(cat '$layer/models/tuned.json')\" = tuned && test \"\$(cat '$layer/renamed.txt')\" = one && test ! -e '$layer/README.md' && cmp '$layer/big.bin' '$work/big.bin'"
+check "files removed while open are gone from the layer once closed" bash -c "test -z \"\$(ls -A '$layer/.hf-mount-deleted' 2>/dev/null)\" && test \"\$(cat '$layer/doc.txt')\" = new"
 check "the hostile names are files of the layer, nothing outside it" bash -c "test -f '$layer/sub/-rf' && test -f '$layer/sub/%2e%2e' && test -f '$layer/escape-attempt.txt' && test -z \"\$(ls -A '$work/outside')\""
 mounted repo --hf-token alice-token --overlay repo alice/ov
 check "a remount shows the local files again, with their modes" bash -c "test \"\$(cat '$m/models/tuned.json')\" = tuned && test \"\$(cat '$m/sub/a-mine.txt')\" = \$'remote-a\nedited' && test \"\$(stat -c %a '$m/sub/a-mine.txt')\" = 644 && cd '$m/runs/proj' && git log --oneline | grep -q one"

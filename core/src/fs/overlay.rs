@@ -9,11 +9,17 @@
 //! special files are not created (symlinks in the layer stay hidden). Removing a layer entry
 //! that hid a remote one shows the remote one again.
 //!
+//! A layer file removed (or replaced by a rename) while open is moved to `DELETED_DIR` in the
+//! layer and removed at its last close, so open descriptors keep reading and writing it, as on
+//! a local disk; the walk removes what an earlier mount left there.
+//!
 //! Layer effects run concurrently, except that an effect changing names or attributes runs
 //! alone (`LayerQueue`): no path is renamed or removed under a read or write in flight. This
 //! module never touches the disk: `effects` resolves every path beneath the layer.
 
 use std::collections::VecDeque;
+
+use crate::collections::Map;
 
 use bytes::Bytes;
 
@@ -21,18 +27,21 @@ use crate::effect::{Completion, Effect, LayerChange, LayerEntry, LayerOp};
 use crate::error::{Errno, FsError};
 use crate::hub::ContentSource;
 use crate::inode::{Ino, NodeKind, ROOT_INO};
-use crate::request::{
-    Caller, CreateHow, FileKind, Reply, Request, RequestId, SetAttr, Stability, TimeSet, WccAttr,
-};
+use crate::request::{Caller, CreateHow, FileKind, Reply, Request, RequestId, SetAttr, Stability, TimeSet, WccAttr};
 use crate::time::Instant;
 
 use super::attrs::check_name;
 use super::flights::Purpose;
 use super::Filesystem;
 
+/// Where files removed while open wait for their last close (hidden from the mount).
+pub(crate) const DELETED_DIR: &str = ".hf-mount-deleted";
+
 /// Layer effects waiting for their turn, and what runs now.
 #[derive(Default)]
 pub(crate) struct LayerQueue {
+    /// Files removed while open: their path in `DELETED_DIR`.
+    deleted_open: Map<Ino, String>,
     waiting: VecDeque<(LayerStep, LayerOp)>,
     /// Reads, writes and syncs in flight.
     data_in_flight: usize,
@@ -46,15 +55,58 @@ pub(crate) struct LayerQueue {
 #[derive(Debug)]
 pub(crate) enum LayerStep {
     Walk,
-    Read { req: RequestId, eof: bool },
-    Write { req: RequestId, ino: Ino, end: u64, len: u32, stable: Stability, before: WccAttr },
-    Sync { req: RequestId, reply: Reply },
+    /// Housekeeping nobody waits for (a file removed while open, leftovers of an earlier mount).
+    Discard,
+    Read {
+        req: RequestId,
+        eof: bool,
+    },
+    Write {
+        req: RequestId,
+        ino: Ino,
+        end: u64,
+        len: u32,
+        stable: Stability,
+        before: WccAttr,
+    },
+    Sync {
+        req: RequestId,
+        reply: Reply,
+    },
     /// An open that truncates.
-    Open { req: RequestId, ino: Ino, write: bool },
-    Create { req: RequestId, parent: Ino, name: String, made: Vec<Ino>, open: Option<CreateOpen>, before: WccAttr },
-    SetAttr { req: RequestId, ino: Ino, before: WccAttr },
-    Remove { req: RequestId, parent: Ino, ino: Ino, before: WccAttr },
-    Rename { req: RequestId, src: Ino, from: Ino, to: (Ino, String), replaced: Option<Ino>, made: Vec<Ino>, before: (WccAttr, WccAttr) },
+    Open {
+        req: RequestId,
+        ino: Ino,
+        write: bool,
+    },
+    Create {
+        req: RequestId,
+        parent: Ino,
+        name: String,
+        made: Vec<Ino>,
+        open: Option<CreateOpen>,
+        before: WccAttr,
+    },
+    SetAttr {
+        req: RequestId,
+        ino: Ino,
+        before: WccAttr,
+    },
+    Remove {
+        req: RequestId,
+        parent: Ino,
+        ino: Ino,
+        before: WccAttr,
+    },
+    Rename {
+        req: RequestId,
+        src: Ino,
+        from: Ino,
+        to: (Ino, String),
+        replaced: Option<Ino>,
+        made: Vec<Ino>,
+        before: (WccAttr, WccAttr),
+    },
 }
 
 /// A file create's open handle and NFS exclusive-create verifier.
@@ -72,7 +124,7 @@ impl LayerStep {
 
     fn request(&self) -> Option<RequestId> {
         match self {
-            LayerStep::Walk => None,
+            LayerStep::Walk | LayerStep::Discard => None,
             LayerStep::Read { req, .. }
             | LayerStep::Write { req, .. }
             | LayerStep::Sync { req, .. }
@@ -104,6 +156,9 @@ impl Filesystem {
 
     /// `ino`'s path relative to the layer (the mount's root is the layer's root).
     fn layer_path(&self, ino: Ino) -> String {
+        if let Some(path) = self.overlay.deleted_open.get(&ino) {
+            return path.clone();
+        }
         let full = self.inodes.path(ino);
         match self.cfg.subfolder.as_str() {
             "" => full,
@@ -128,10 +183,7 @@ impl Filesystem {
             cur = self.inodes.get(cur).map_or(ROOT_INO, |n| n.parent);
         }
         chain.reverse();
-        let dirs = chain
-            .iter()
-            .map(|d| (self.layer_path(*d), self.attr(*d).map_or(0o755, |a| a.perm)))
-            .collect();
+        let dirs = chain.iter().map(|d| (self.layer_path(*d), self.attr(*d).map_or(0o755, |a| a.perm))).collect();
         (chain, dirs)
     }
 
@@ -166,7 +218,13 @@ impl Filesystem {
     // ---- requests ------------------------------------------------------------------------
 
     /// Handle `req` if overlay mode decides it; otherwise hand it back for the read-only paths.
-    pub(crate) fn overlay_dispatch(&mut self, id: RequestId, caller: &Caller, req: Request, now: Instant) -> Option<Request> {
+    pub(crate) fn overlay_dispatch(
+        &mut self,
+        id: RequestId,
+        caller: &Caller,
+        req: Request,
+        now: Instant,
+    ) -> Option<Request> {
         match req {
             Request::Open { ino, write, truncate } if self.is_layer(ino) => {
                 if !matches!(self.inodes.get(ino).map(|n| &n.kind), Some(NodeKind::File { .. })) {
@@ -188,7 +246,9 @@ impl Filesystem {
             Request::Read { ino, offset, size, .. } if self.is_layer(ino) => self.read_layer(id, ino, offset, size),
             Request::Write { ino, offset, data, stable, .. } => self.write_layer(id, ino, offset, data, stable),
             Request::Release { fh } if self.handles.get(fh).is_some_and(|f| self.is_layer(f.ino)) => {
-                self.handles.close(fh);
+                if let Some(file) = self.handles.close(fh) {
+                    self.closed_layer_file(file.ino);
+                }
                 self.reply(id, Reply::Empty);
             }
             Request::Fsync { ino } if self.is_layer(ino) => self.sync_layer(id, ino, Reply::Empty),
@@ -231,6 +291,15 @@ impl Filesystem {
             other => return Some(other),
         }
         None
+    }
+
+    /// A name a new layer entry may take: a valid one, and not the layer's own `DELETED_DIR`.
+    fn check_layer_name(&self, parent: Ino, name: &str) -> Result<(), FsError> {
+        check_name(name)?;
+        if parent == ROOT_INO && name == DELETED_DIR {
+            return Err(FsError::new(Errno::Acces, "overlay_reserved", format!("{name} is the overlay's own")));
+        }
+        Ok(())
     }
 
     fn open_layer_file(&mut self, id: RequestId, ino: Ino, write: bool) {
@@ -287,7 +356,7 @@ impl Filesystem {
         req: &Request,
         now: Instant,
     ) {
-        if let Err(e) = check_name(&name) {
+        if let Err(e) = self.check_layer_name(parent, &name) {
             return self.fail(id, e);
         }
         if !self.ready_dir(id, caller, parent, req, now) {
@@ -313,7 +382,8 @@ impl Filesystem {
         let (made, make_parents) = self.missing_layer_dirs(parent);
         let before = self.wcc(parent);
         let path = self.layer_child_path(parent, &name);
-        let op = LayerOp::Create { path, dir, mode: mode & 0o7777, make_parents };
+        let owner = self.cfg.access.owner_from_caller.then_some((caller.uid, caller.gid));
+        let op = LayerOp::Create { path, dir, mode: mode & 0o7777, owner, make_parents };
         let open = file.map(|(how, open)| CreateOpen {
             handle: open,
             verifier: match how {
@@ -369,8 +439,29 @@ impl Filesystem {
         }
         let before = self.wcc(parent);
         let path = self.layer_path(ino);
-        let op = if dir { LayerOp::Rmdir { path } } else { LayerOp::Unlink { path } };
+        let op = match (dir, self.handles.is_open(ino)) {
+            (true, _) => LayerOp::Rmdir { path },
+            (false, false) => LayerOp::Unlink { path },
+            (false, true) => self.move_away(ino, path),
+        };
         self.layer_effect(LayerStep::Remove { req: id, parent, ino, before }, op);
+    }
+
+    /// Remove open file `ino` by moving it to `DELETED_DIR` (done at its last close).
+    fn move_away(&mut self, ino: Ino, path: String) -> LayerOp {
+        let to = format!("{DELETED_DIR}/{ino:016x}");
+        self.overlay.deleted_open.insert(ino, to.clone());
+        LayerOp::Rename { from: path, to, no_replace: false, make_parents: vec![(DELETED_DIR.to_string(), 0o700)] }
+    }
+
+    /// The last handle of a layer file closed: a file removed while open goes for good.
+    fn closed_layer_file(&mut self, ino: Ino) {
+        if self.handles.is_open(ino) {
+            return;
+        }
+        if let Some(path) = self.overlay.deleted_open.remove(&ino) {
+            self.layer_effect(LayerStep::Discard, LayerOp::Unlink { path });
+        }
     }
 
     fn rename_in_layer(
@@ -383,7 +474,7 @@ impl Filesystem {
         now: Instant,
     ) {
         let req = Request::Rename { parent, name: name.clone(), new_parent, new_name: new_name.clone(), no_replace };
-        if let Err(e) = check_name(&new_name) {
+        if let Err(e) = self.check_layer_name(new_parent, &new_name) {
             return self.fail(id, e);
         }
         if !self.ready_dir(id, caller, parent, &req, now) || !self.ready_dir(id, caller, new_parent, &req, now) {
@@ -424,6 +515,12 @@ impl Filesystem {
                 (false, false) => {}
             }
         }
+        if let Some(dst) = dst.filter(|d| !self.is_dir(*d) && self.handles.is_open(*d)) {
+            // The replaced file stays readable by whoever has it open.
+            let path = self.layer_path(dst);
+            let op = self.move_away(dst, path);
+            self.layer_effect(LayerStep::Discard, op);
+        }
         let (made, make_parents) = self.missing_layer_dirs(new_parent);
         let before = (self.wcc(parent), self.wcc(new_parent));
         let op = LayerOp::Rename {
@@ -432,7 +529,8 @@ impl Filesystem {
             no_replace,
             make_parents,
         };
-        let step = LayerStep::Rename { req: id, src, from: parent, to: (new_parent, new_name), replaced: dst, made, before };
+        let step =
+            LayerStep::Rename { req: id, src, from: parent, to: (new_parent, new_name), replaced: dst, made, before };
         self.layer_effect(step, op);
     }
 
@@ -480,8 +578,13 @@ impl Filesystem {
             (LayerStep::Walk, Ok(other)) => self.layer_unreadable(super::unexpected(&other)),
             (LayerStep::Walk, Err(e)) => self.layer_unreadable(e),
             (step, Err(e)) => {
-                if let Some(req) = step.request() {
-                    self.fail(req, e);
+                if let LayerStep::Remove { ino, .. } = step {
+                    // Not moved away after all: the file is where it was.
+                    self.overlay.deleted_open.remove(&ino);
+                }
+                match step.request() {
+                    Some(req) => self.fail(req, e),
+                    None => self.log(crate::error::LogLevel::Warn, format!("overlay: {}", e.detail)),
                 }
             }
             (step, Ok(completion)) => self.on_layer_done(step, completion, now),
@@ -498,9 +601,21 @@ impl Filesystem {
         // Parents before children, whatever order the walk found them in.
         entries.sort_by(|a, b| (a.path.matches('/').count(), &a.path).cmp(&(b.path.matches('/').count(), &b.path)));
         let root = ROOT_INO;
+        let leftovers = format!("{DELETED_DIR}/");
         for entry in entries {
+            if entry.path == DELETED_DIR {
+                continue;
+            }
+            if let Some(rest) = entry.path.strip_prefix(&leftovers) {
+                // Removed while open by an earlier mount that ended first.
+                if !entry.dir && !rest.contains('/') {
+                    self.layer_effect(LayerStep::Discard, LayerOp::Unlink { path: entry.path.clone() });
+                }
+                continue;
+            }
             let (parent_path, name) = entry.path.rsplit_once('/').unwrap_or(("", entry.path.as_str()));
-            let parent = parent_path.split('/').filter(|p| !p.is_empty()).try_fold(root, |dir, n| self.inodes.child(dir, n));
+            let parent =
+                parent_path.split('/').filter(|p| !p.is_empty()).try_fold(root, |dir, n| self.inodes.child(dir, n));
             let Some(parent) = parent.filter(|p| self.is_layer(*p) || *p == root) else { continue };
             if check_name(name).is_err() {
                 continue;
@@ -565,7 +680,7 @@ impl Filesystem {
             _ => None,
         };
         match step {
-            LayerStep::Walk => {}
+            LayerStep::Walk | LayerStep::Discard => {}
             LayerStep::Read { req, eof } => match completion {
                 Completion::Bytes(pieces) => {
                     let data = match pieces.len() {
@@ -583,8 +698,12 @@ impl Filesystem {
                 }
                 self.touch(ino, true, now);
                 self.stats.bytes_written += u64::from(len);
-                let reply =
-                    Reply::Written { size: len, committed: stable, verifier: self.cfg.verifier, file: self.change(ino, before) };
+                let reply = Reply::Written {
+                    size: len,
+                    committed: stable,
+                    verifier: self.cfg.verifier,
+                    file: self.change(ino, before),
+                };
                 self.reply(req, reply);
             }
             LayerStep::Sync { req, reply } => self.reply(req, reply),
@@ -615,7 +734,9 @@ impl Filesystem {
                 let Some(entry) = first(completion) else { return self.fail(req, FsError::not_found()) };
                 self.apply_layer_stat(ino, &entry);
                 match self.attr(ino) {
-                    Some(attr) => self.reply(req, Reply::Attr { attr, ttl: self.cfg.metadata_ttl, before: Some(before) }),
+                    Some(attr) => {
+                        self.reply(req, Reply::Attr { attr, ttl: self.cfg.metadata_ttl, before: Some(before) })
+                    }
                     None => self.fail(req, FsError::not_found()),
                 }
             }

@@ -664,3 +664,5 @@ fn a_remote_change_relists_at_most_poll_listing_concurrency_directories_at_once(
     assert_eq!(started.len(), 7, "{started:?}");
     assert_eq!(most_at_once, 2);
 }
+
+mod overlay;

@@ -179,8 +179,10 @@ fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, s
     cfg.writes = WritePolicy {
         // NFS clients write out of order: an NFS mount always stages.
         // With --overlay the remote is never written: the local layer takes every change.
-        mode: match (matches!(cmd, Cmd::Bucket { .. }) && !o.read_only && !o.overlay, o.advanced_writes || frontend == Frontend::Nfs)
-        {
+        mode: match (
+            matches!(cmd, Cmd::Bucket { .. }) && !o.read_only && !o.overlay,
+            o.advanced_writes || frontend == Frontend::Nfs,
+        ) {
             (false, _) => WriteMode::ReadOnly,
             (true, false) => WriteMode::Streaming,
             (true, true) => WriteMode::Advanced,
@@ -248,7 +250,9 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
     // A writable bucket mount keeps its staging files and journal in a directory of its own,
     // which the next mount of the bucket recovers if this one ends without saving everything.
     let bucket_id = match cmd {
-        Cmd::Bucket { id, .. } if !o.read_only && !o.overlay => Some(hub::parse_bucket_arg(id).map_err(|e| anyhow!(e))?.0),
+        Cmd::Bucket { id, .. } if !o.read_only && !o.overlay => {
+            Some(hub::parse_bucket_arg(id).map_err(|e| anyhow!(e))?.0)
+        }
         _ => None,
     };
     let journal_root = bucket_id.as_deref().map(|id| recovery::journal_root(&cache_dir, id));
