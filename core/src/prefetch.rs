@@ -42,6 +42,11 @@ impl ReadPattern {
         FetchPlan { demand: offset..end, ahead: end.min(ahead_end)..ahead_end }
     }
 
+    /// Where the next read would start if the reader is sequential.
+    pub fn position(&self) -> u64 {
+        self.next_offset
+    }
+
     /// Current read-ahead window (0 while the reader does not look sequential).
     pub fn window(&self, policy: &ReadPolicy) -> u64 {
         if self.streak < policy.sequential_threshold {

@@ -128,7 +128,7 @@ mkdir -p "$work/mnt/over"; touch "$work/mnt/over/mine.txt"
 MOUNT_EXTRA=(--poll-interval-secs 0 --overlay)
 check "--overlay mounts over a non-empty directory" mounted over repo alice/e2e
 MOUNT_EXTRA=(--poll-interval-secs 0)
-check "and shows the mount, not the hidden files" bash -c "test -f '$work/mnt/over/README.md' && test ! -e '$work/mnt/over/mine.txt'"
+check "and shows the repo merged with the directory's own files (its local layer)" bash -c "test -f '$work/mnt/over/README.md' && test -f '$work/mnt/over/mine.txt'"
 check "bad repo id refused" refused "invalid repo id" repo justname "$work/mnt/refused"
 
 MOUNT_EXTRA=()

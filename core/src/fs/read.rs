@@ -27,17 +27,55 @@ enum Reader {
     Inode(Ino),
 }
 
+/// A reader that read within this holds back the read-ahead of faster readers of its file.
+const ACTIVE_READER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The read path's state: fetched bytes, each reader's pattern, and fetches in flight.
 pub(crate) struct Reads {
     pub cache: ReadCache,
-    patterns: Map<Reader, ReadPattern>,
+    /// Each reader's file, pattern and last read, and the readers of each file.
+    patterns: Map<Reader, (Ino, ReadPattern, Instant)>,
+    readers_of: Map<Ino, Vec<Reader>>,
     /// Byte ranges being fetched, per inode.
     fetching: Map<Ino, Vec<(Range<u64>, EffectId)>>,
 }
 
 impl Reads {
     pub fn new(cache_bytes: u64) -> Self {
-        Reads { cache: ReadCache::new(cache_bytes), patterns: Map::default(), fetching: Map::default() }
+        Reads {
+            cache: ReadCache::new(cache_bytes),
+            patterns: Map::default(),
+            readers_of: Map::default(),
+            fetching: Map::default(),
+        }
+    }
+
+    fn pattern(&mut self, reader: Reader, ino: Ino, now: Instant) -> &mut ReadPattern {
+        let readers = &mut self.readers_of;
+        let (_, pattern, used) = self.patterns.entry(reader).or_insert_with(|| {
+            readers.entry(ino).or_default().push(reader);
+            (ino, ReadPattern::default(), now)
+        });
+        *used = now;
+        pattern
+    }
+
+    fn forget_reader(&mut self, reader: Reader) {
+        let Some((ino, ..)) = self.patterns.remove(&reader) else { return };
+        if let Some(readers) = self.readers_of.get_mut(&ino) {
+            readers.retain(|r| *r != reader);
+            if readers.is_empty() {
+                self.readers_of.remove(&ino);
+            }
+        }
+    }
+
+    /// Where the reader of `ino` furthest behind will read next, among those that read it
+    /// lately (a handle left open and idle does not hold the others back).
+    fn trailing_reader(&self, ino: Ino, now: Instant) -> Option<u64> {
+        let readers = self.readers_of.get(&ino)?;
+        let active = |used: &Instant| now.saturating_duration_since(*used) < ACTIVE_READER;
+        readers.iter().filter_map(|r| self.patterns.get(r)).filter(|(_, _, used)| active(used)).map(|(_, p, _)| p.position()).min()
     }
 
     /// Are bytes of `ino` being fetched?
@@ -80,7 +118,7 @@ impl Filesystem {
     }
 
     pub(crate) fn release(&mut self, id: RequestId, fh: u64, now: Instant) {
-        self.reads.patterns.remove(&Reader::Handle(fh));
+        self.reads.forget_reader(Reader::Handle(fh));
         if let Some(open) = self.handles.close(fh) {
             if open.write {
                 self.writer_closed(open.ino, now);
@@ -106,8 +144,16 @@ impl Filesystem {
         let end = offset.saturating_add(u64::from(size)).min(file_size);
         let reader = fh.map_or(Reader::Inode(ino), Reader::Handle);
         let policy = &self.cfg.policy;
-        let plan = self.reads.patterns.entry(reader).or_default().on_read(offset, end, file_size, policy);
+        let now = self.now;
+        let mut plan = self.reads.pattern(reader, ino, now).on_read(offset, end, file_size, policy);
         self.ensure_fetched(ino, plan.demand.clone());
+        if let Some(trailing) = self.reads.trailing_reader(ino, now).filter(|t| *t < offset) {
+            // Several readers of one file: read ahead of the leader only as far as the cache
+            // also holds what the last one still needs, so every byte is fetched once and the
+            // readers move together.
+            let reach = trailing.saturating_add(self.cfg.policy.cache_bytes / 4 * 3);
+            plan.ahead.end = plan.ahead.end.min(reach).max(plan.ahead.start);
+        }
         if !plan.ahead.is_empty() {
             // Refill the window in batches of at least half of it, so a steady reader causes a
             // few large fetches rather than one small fetch per read.
@@ -115,7 +161,10 @@ impl Filesystem {
             if missing.iter().map(|r| r.end - r.start).sum::<u64>() * 2 >= plan.ahead.end - plan.ahead.start {
                 self.fetch(ino, missing);
             }
-            self.reads.cache.demote_before(ino, offset);
+            // Only what every reader of the file has passed goes first: the leader of several
+            // readers must not push out the bytes the others are about to read.
+            let trailing = self.reads.trailing_reader(ino, now).unwrap_or(offset).min(offset);
+            self.reads.cache.demote_before(ino, trailing);
         }
         let deadline = self.cfg.timeouts.read_fetch.map(|t| self.now.saturating_add(t));
         self.stats.reads += 1;
@@ -224,7 +273,7 @@ impl Filesystem {
     pub(crate) fn content_changed(&mut self, ino: Ino) {
         self.reads.cache.invalidate(ino);
         self.reads.fetching.remove(&ino);
-        self.reads.patterns.retain(|r, _| *r != Reader::Inode(ino));
+        self.reads.forget_reader(Reader::Inode(ino));
     }
 
     pub(crate) fn fail_fetch(&mut self, id: EffectId, ino: Ino, range: Range<u64>, err: FsError) {

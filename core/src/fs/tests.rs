@@ -666,3 +666,4 @@ fn a_remote_change_relists_at_most_poll_listing_concurrency_directories_at_once(
 }
 
 mod overlay;
+mod readers;
