@@ -168,17 +168,7 @@ impl Layer {
             LayerOp::Read { path, range } => {
                 check_path(path)?;
                 let f = File::from(self.resolve(path, libc::O_RDONLY, 0).map_err(|e| failure("opening", path, e))?);
-                let mut buf = vec![0u8; (range.end - range.start) as usize];
-                let mut filled = 0;
-                while filled < buf.len() {
-                    match f.read_at(&mut buf[filled..], range.start + filled as u64) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(failure("reading", path, e)),
-                    }
-                }
-                buf.truncate(filled);
+                let buf = crate::stage::read_range(&f, range.clone()).map_err(|e| failure("reading", path, e))?;
                 Ok(Completion::Bytes(vec![Bytes::from(buf)]))
             }
             LayerOp::Write { path, offset, data, sync } => {

@@ -48,17 +48,7 @@ pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailur
         }
         StageOp::Read { path, range } => {
             let f = File::open(path).map_err(|e| io_failure("opening", path, e))?;
-            let mut buf = vec![0u8; (range.end - range.start) as usize];
-            let mut filled = 0;
-            while filled < buf.len() {
-                match f.read_at(&mut buf[filled..], range.start + filled as u64) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io_failure("reading", path, e)),
-                }
-            }
-            buf.truncate(filled);
+            let buf = read_range(&f, range.clone()).map_err(|e| io_failure("reading", path, e))?;
             Ok(Completion::Bytes(vec![Bytes::from(buf)]))
         }
         StageOp::Remove { path } => {
@@ -78,6 +68,22 @@ pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailur
             Ok(Completion::Done)
         }
     }
+}
+
+/// The bytes of `range` of `f`, fewer at its end.
+pub(crate) fn read_range(f: &File, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; (range.end - range.start) as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read_at(&mut buf[filled..], range.start + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 /// Remove a file; one already gone is fine.

@@ -308,6 +308,35 @@ impl Filesystem {
         self.reply(id, Reply::Removed { dir });
     }
 
+    /// May a rename put a node (a directory if `src_is_dir`) in place of `dst`? A directory
+    /// replaces only an empty directory (listed first: `req` may wait for it), a file only a
+    /// file; otherwise the error is answered.
+    pub(crate) fn may_replace(
+        &mut self,
+        id: RequestId,
+        caller: &Caller,
+        src_is_dir: bool,
+        dst: Ino,
+        req: &Request,
+        now: Instant,
+    ) -> bool {
+        match (src_is_dir, self.is_dir(dst)) {
+            (true, false) => self.fail(id, FsError::not_a_directory()),
+            (false, true) => self.fail(id, FsError::is_a_directory()),
+            (true, true) => {
+                if !self.ready_dir(id, caller, dst, req, now) {
+                    return false;
+                }
+                if self.listings.child_count(dst) == 0 {
+                    return true;
+                }
+                self.fail(id, FsError::new(Errno::NotEmpty, "not_empty", ""))
+            }
+            (false, false) => return true,
+        }
+        false
+    }
+
     pub(crate) fn rename(
         &mut self,
         id: RequestId,
@@ -339,18 +368,8 @@ impl Filesystem {
             if no_replace {
                 return self.fail(id, FsError::exists());
             }
-            match (src_is_dir, self.is_dir(dst)) {
-                (true, false) => return self.fail(id, FsError::not_a_directory()),
-                (false, true) => return self.fail(id, FsError::is_a_directory()),
-                (true, true) => {
-                    if !self.ready_dir(id, caller, dst, &req, now) {
-                        return;
-                    }
-                    if self.listings.child_count(dst) > 0 {
-                        return self.fail(id, FsError::new(Errno::NotEmpty, "not_empty", ""));
-                    }
-                }
-                (false, false) => {}
+            if !self.may_replace(id, caller, src_is_dir, dst, &req, now) {
+                return;
             }
         }
         if src_is_dir && !self.inodes.get(src).is_some_and(|n| n.local) && !self.scans.done.contains_key(&src) {

@@ -501,18 +501,8 @@ impl Filesystem {
             if !self.is_layer(dst) {
                 return self.fail(id, remote_only(&self.inodes.path(dst)));
             }
-            match (src_is_dir, self.is_dir(dst)) {
-                (true, false) => return self.fail(id, FsError::not_a_directory()),
-                (false, true) => return self.fail(id, FsError::is_a_directory()),
-                (true, true) => {
-                    if !self.ready_dir(id, caller, dst, &req, now) {
-                        return;
-                    }
-                    if self.listings.child_count(dst) > 0 {
-                        return self.fail(id, FsError::new(Errno::NotEmpty, "not_empty", ""));
-                    }
-                }
-                (false, false) => {}
+            if !self.may_replace(id, caller, src_is_dir, dst, &req, now) {
+                return;
             }
         }
         if let Some(dst) = dst.filter(|d| !self.is_dir(*d) && self.handles.is_open(*d)) {

@@ -75,7 +75,12 @@ impl Reads {
     fn trailing_reader(&self, ino: Ino, now: Instant) -> Option<u64> {
         let readers = self.readers_of.get(&ino)?;
         let active = |used: &Instant| now.saturating_duration_since(*used) < ACTIVE_READER;
-        readers.iter().filter_map(|r| self.patterns.get(r)).filter(|(_, _, used)| active(used)).map(|(_, p, _)| p.position()).min()
+        readers
+            .iter()
+            .filter_map(|r| self.patterns.get(r))
+            .filter(|(_, _, used)| active(used))
+            .map(|(_, p, _)| p.position())
+            .min()
     }
 
     /// Are bytes of `ino` being fetched?

@@ -34,7 +34,12 @@ fn read_through(fs: &mut Filesystem, ino: Ino, fh: u64, from: u64, to: u64, now:
     let mut fetched = 0;
     let mut off = from;
     while off < to {
-        fs.handle_request(RequestId(5), Caller::new(7, 8), Request::Read { ino, fh: Some(fh), offset: off, size: 128 << 10 }, now);
+        fs.handle_request(
+            RequestId(5),
+            Caller::new(7, 8),
+            Request::Read { ino, fh: Some(fh), offset: off, size: 128 << 10 },
+            now,
+        );
         fetched += serve_fetches(fs, now);
         while fs.poll_reply().is_some() {}
         off += 128 << 10;
