@@ -31,9 +31,18 @@ impl ReadPattern {
         let len = end.saturating_sub(offset);
         // A re-read inside the streak's last request (kernel retries, overlapping reads) keeps it.
         let sequential = offset == self.next_offset || (offset < self.next_offset && end >= self.next_offset);
-        self.streak =
-            if sequential && self.streak > 0 { self.streak + end.saturating_sub(self.next_offset) } else { len };
-        self.next_offset = if sequential { self.next_offset.max(end) } else { end };
+        // The kernel's own readahead and several FUSE threads deliver a sequential stream
+        // slightly out of order (a block from further on, one that overtook another): a read
+        // near the streak's end belongs to it.
+        let near = self.streak > 0 && offset.abs_diff(self.next_offset) <= policy.max_window;
+        if sequential && self.streak > 0 {
+            self.streak += end.saturating_sub(self.next_offset);
+        } else if near {
+            self.streak += len;
+        } else {
+            self.streak = len;
+        }
+        self.next_offset = self.next_offset.max(end);
         if self.streak < policy.sequential_threshold {
             return FetchPlan { demand: offset..end, ahead: end..end };
         }
@@ -92,6 +101,35 @@ mod tests {
         let plan = r.on_read(900 * MIB, 900 * MIB + 4096, 1 << 30, &p);
         assert!(plan.ahead.is_empty());
         assert_eq!(r.window(&p), 0);
+    }
+
+    #[test]
+    fn reads_out_of_order_near_the_stream_keep_it() {
+        let p = ReadPolicy::default();
+        let mut r = ReadPattern::default();
+        // What the kernel sent for a safetensors load through mmap (1 MiB reads).
+        let mut order = vec![0, 1, 15, 16, 2, 3, 5, 4];
+        order.extend(6..15);
+        order.extend([17, 32, 33]);
+        order.extend(18..32);
+        for (i, mib) in order.into_iter().enumerate() {
+            let plan = r.on_read(mib * MIB, (mib + 1) * MIB, 1 << 30, &p);
+            assert!(i < 5 || !plan.ahead.is_empty(), "read {i} (at {mib} MiB) did not read ahead");
+        }
+        assert_eq!(r.window(&p), p.max_window);
+        // A far jump still ends it.
+        assert!(r.on_read(600 * MIB, 601 * MIB, 1 << 30, &p).ahead.is_empty());
+        assert_eq!(r.window(&p), 0);
+    }
+
+    #[test]
+    fn small_random_reads_near_each_other_never_prefetch() {
+        let p = ReadPolicy::default();
+        let mut r = ReadPattern::default();
+        for i in 0..200u64 {
+            let off = 100 * MIB + (i * 7919 % 64) * (64 << 10);
+            assert!(r.on_read(off, off + 4096, 1 << 30, &p).ahead.is_empty(), "read {i}");
+        }
     }
 
     proptest! {
