@@ -167,6 +167,12 @@ impl Sim {
     pub fn call_as(&mut self, caller: Caller, req: Request) -> Reply {
         let shown = format!("{req:?}");
         let tag = self.submit(caller, req);
+        self.wait_for(tag)
+            .unwrap_or_else(|| panic!("seed {}: {} never answered", self.seed, &shown[..shown.len().min(300)]))
+    }
+
+    /// Run the world until request `tag` is answered (`None` if it never is).
+    pub fn wait_for(&mut self, tag: u64) -> Option<Reply> {
         let mut others = Vec::new();
         for _ in 0..200_000 {
             let mut got = None;
@@ -180,13 +186,13 @@ impl Sim {
             if let Some(reply) = got {
                 // Replies to other requests stay for whoever collects them.
                 self.shared().replies.splice(0..0, others);
-                return reply;
+                return Some(reply);
             }
             if !self.tick() {
                 self.jump_to_timer();
             }
         }
-        panic!("seed {}: {} never answered", self.seed, &shown[..shown.len().min(300)]);
+        None
     }
 
     /// Take the effects core handed out; Hub reads are answered now, as the world is.

@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hfm_core::hub::{HubUrls, RepoRef, EMPTY_FILE_HASH};
-use hfm_core::{
-    Completion, Effect, EffectFailure, FailureKind, LocalError, StageEdit, StageOp, StreamOp, UploadSource,
-};
+use hfm_core::{Completion, Effect, EffectFailure, FailureKind, StageEdit, StageOp, StreamOp, UploadSource};
 
 /// The simulated Hub's endpoint.
 pub const ENDPOINT: &str = "http://hub.sim";
@@ -107,6 +105,8 @@ pub struct World {
     pub disk: BTreeMap<String, Vec<u8>>,
     /// Upload streams by id: the bytes appended so far.
     pub streams: BTreeMap<u64, Vec<u8>>,
+    /// The overlay's local layer (`--overlay`): path -> content, `None` for a directory.
+    pub layer: crate::layer::Tree,
     /// Hub calls answered (not CAS or disk).
     pub hub_calls: u64,
     /// Listings carry hostile entries, and every 11th arrives cut short.
@@ -193,9 +193,7 @@ impl World {
                 }
                 _ => failed(FailureKind::NotFound, "unknown xet hash or range"),
             },
-            Effect::Layer(_) => {
-                Completion::Failed(EffectFailure::local(LocalError::Io, "the simulated world has no overlay layer"))
-            }
+            Effect::Layer(op) => crate::layer::execute(&mut self.layer, op),
             Effect::Upload { sources, .. } => {
                 let mut out = Vec::new();
                 for source in sources {

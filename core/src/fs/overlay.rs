@@ -7,7 +7,8 @@
 //! directories are created on demand with the remote directory's mode; the same done to a
 //! remote-only entry is refused (`EACCES`, `EPERM` for attributes); symlinks, hard links and
 //! special files are not created (symlinks in the layer stay hidden). Removing a layer entry
-//! that hid a remote one shows the remote one again.
+//! that hid a remote one shows the remote one again: the change is answered once the
+//! directory is listed anew.
 //!
 //! A layer file removed (or replaced by a rename) while open is moved to `DELETED_DIR` in the
 //! layer and removed at its last close, so open descriptors keep reading and writing it, as on
@@ -32,6 +33,7 @@ use crate::time::Instant;
 
 use super::attrs::check_name;
 use super::flights::Purpose;
+use super::parked::{Then, Wait};
 use super::Filesystem;
 
 /// Where files removed while open wait for their last close (hidden from the mount).
@@ -657,11 +659,16 @@ impl Filesystem {
         }
     }
 
-    /// A layer entry that hid a remote one left `dir`: list `dir` again to show it.
-    fn reveal_remote(&mut self, dir: Ino, shadowed: bool) {
-        if shadowed && self.listings.start_refresh(dir) {
+    /// Answer `reply` to a change that took a layer entry out of `dir`; if the entry hid a
+    /// remote one, only once `dir` is listed again and shows it.
+    fn answer_revealing(&mut self, req: RequestId, dir: Ino, shadowed: bool, reply: Reply) {
+        if !shadowed {
+            return self.reply(req, reply);
+        }
+        if self.listings.start_refresh(dir) {
             self.start_listing(dir);
         }
+        self.park(req, Wait::Listing(dir), Then::Answer(reply));
     }
 
     fn on_layer_done(&mut self, step: LayerStep, completion: Completion, now: Instant) {
@@ -737,8 +744,7 @@ impl Filesystem {
                 self.listings.drop_dir(ino);
                 self.touch(parent, true, now);
                 let dir = self.change(parent, before);
-                self.reply(req, Reply::Removed { dir });
-                self.reveal_remote(parent, shadowed);
+                self.answer_revealing(req, parent, shadowed, Reply::Removed { dir });
             }
             LayerStep::Rename { req, src, from, to: (new_parent, new_name), replaced, made, before } => {
                 self.mark_layer_dirs(&made);
@@ -759,8 +765,7 @@ impl Filesystem {
                 self.touch(new_parent, true, now);
                 self.touch(src, false, now);
                 let (from_change, to_change) = (self.change(from, before.0), self.change(new_parent, before.1));
-                self.reply(req, Reply::Renamed { from: from_change, to: to_change });
-                self.reveal_remote(from, src_shadowed);
+                self.answer_revealing(req, from, src_shadowed, Reply::Renamed { from: from_change, to: to_change });
             }
         }
     }
