@@ -288,7 +288,7 @@ impl Layer {
         while let Some(dir) = dirs.pop() {
             let fd =
                 self.resolve(&dir, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| failure("listing", &dir, e))?;
-            let listing = std::fs::read_dir(Path::new(proc_path(&fd).to_str().unwrap_or_default()))
+            let listing = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
                 .map_err(|e| failure("listing", &dir, e))?;
             for item in listing {
                 let item = item.map_err(|e| failure("listing", &dir, e))?;

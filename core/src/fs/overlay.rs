@@ -651,8 +651,9 @@ impl Filesystem {
 
     fn mark_layer_dirs(&mut self, dirs: &[Ino]) {
         for d in dirs {
-            if let Some(n) = self.inodes.get_mut(*d) {
-                n.shadows_remote = !n.layer;
+            if let Some(n) = self.inodes.get_mut(*d).filter(|n| !n.layer) {
+                // It was the remote's: the layer's directory now stands over it.
+                n.shadows_remote = true;
                 n.layer = true;
                 n.local = true;
             }
@@ -684,8 +685,7 @@ impl Filesystem {
                         1 => pieces.into_iter().next().unwrap_or_default(),
                         _ => Bytes::from(pieces.concat()),
                     };
-                    self.stats.bytes_read += data.len() as u64;
-                    self.reply(req, Reply::Data { data, eof })
+                    self.reply_data(req, data, eof)
                 }
                 other => self.fail(req, super::unexpected(&other)),
             },
