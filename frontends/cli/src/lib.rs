@@ -23,6 +23,8 @@ fn main_of<F: clap::Args>(
     about: &'static str,
     run: fn(Cli<F>, libc::sigset_t) -> anyhow::Result<()>,
 ) {
+    // Huge pages for the heap (see hfm-alloc): the program re-executes itself once, first.
+    hfm_alloc::reexec_with_huge_pages();
     // Block the termination signals before any thread starts, so one thread can sigwait them.
     let signals = setup::block_termination_signals();
     daemon::adopt_from_env();

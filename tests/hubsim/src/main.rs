@@ -90,6 +90,12 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Serving, the heap goes on huge pages (see hfm-alloc): the emulated CAS then takes about
+    // half the CPU it shares with the mount. Not for `cas-upload` and `cas-download`, the
+    // benchmarks' references, which run xet-core as its Python package does.
+    if matches!(cli.cmd, Cmd::Serve { .. }) {
+        hfm_alloc::reexec_with_huge_pages();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.cmd {
         Cmd::Serve { listen, data, users, xet_token_ttl_secs } => {
