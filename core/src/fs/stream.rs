@@ -80,10 +80,6 @@ impl Filesystem {
     /// caller parks it on `Wait::Stream`).
     pub(crate) fn stream_accept(&mut self, ino: Ino, offset: u64, data: &Bytes) -> bool {
         let Some(stream) = self.writes.get_mut(ino).map(|ws| &mut ws.stream) else { return false };
-        if matches!(stream, Stream::Waiting) {
-            // Its bytes left memory before it was big enough to stream: uploaded whole.
-            *stream = Stream::Off;
-        }
         let Stream::Open { pending, pending_bytes, fed, appending, .. } = stream else { return false };
         if offset < *fed {
             self.abort_stream(ino, self.now);

@@ -425,12 +425,14 @@ fn child_names() {
 }
 
 /// Complete every effect with a plain in-memory disk and CAS until nothing is left (streaming
-/// upload paths included), returning what was committed.
-fn run_world(fs: &mut Filesystem, disk: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+/// upload paths included); returns the effects it completed.
+fn run_world(fs: &mut Filesystem, disk: &mut std::collections::BTreeMap<String, Vec<u8>>) -> Vec<Effect> {
     use crate::effect::{StageEdit, StageOp, StreamOp, UploadSource};
     let mut streams: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
-    for _ in 0..1000 {
-        let Some((id, effect)) = fs.poll_effect() else { return };
+    let mut seen = Vec::new();
+    for _ in 0..100_000 {
+        let Some((id, effect)) = fs.poll_effect() else { break };
+        seen.push(effect.clone());
         let done = match effect {
             Effect::Stage(StageOp::Edit { path, edits }) => {
                 let f = disk.entry(path).or_default();
@@ -458,6 +460,10 @@ fn run_world(fs: &mut Filesystem, disk: &mut std::collections::BTreeMap<String, 
                 data.iter().for_each(|d| streams.entry(stream).or_default().extend_from_slice(d));
                 Completion::Done
             }
+            Effect::Stream(StreamOp::Finish { stream }) => {
+                let len = streams.remove(&stream).map_or(0, |b| b.len());
+                Completion::Uploaded(vec![(format!("{len:064x}"), len as u64)])
+            }
             Effect::Upload { sources, .. } => Completion::Uploaded(
                 sources
                     .iter()
@@ -474,6 +480,43 @@ fn run_world(fs: &mut Filesystem, disk: &mut std::collections::BTreeMap<String, 
         };
         fs.handle_completion(id, done, Instant::ZERO);
     }
+    seen
+}
+
+#[test]
+fn a_large_file_written_in_order_is_streamed_past_the_memory_limit() {
+    use crate::effect::{StreamOp, UploadSource};
+    let mut fs = bucket_fs(WriteMode::Streaming, "[]");
+    let mut disk = Default::default();
+    let create =
+        Request::Create { parent: ROOT_INO, name: "big".into(), mode: 0o644, how: CreateHow::Guarded, open: true };
+    let Reply::Created { attr, fh: Some(fh), .. } = answer(&mut fs, create) else { panic!("create") };
+    let mut effects = Vec::new();
+    let mib = 1usize << 20;
+    for i in 0..80u64 {
+        let data = Bytes::from(vec![i as u8; mib]);
+        let req =
+            Request::Write { ino: attr.ino, fh: Some(fh), offset: i * mib as u64, data, stable: Stability::Unstable };
+        fs.handle_request(RequestId(10 + i), Caller::default(), req, Instant::ZERO);
+        effects.extend(run_world(&mut fs, &mut disk));
+        while fs.poll_reply().is_some() {}
+    }
+    let release = Request::Release { fh };
+    fs.handle_request(RequestId(100), Caller::default(), release, Instant::ZERO);
+    effects.extend(run_world(&mut fs, &mut disk));
+    let appended: usize = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Stream(StreamOp::Append { data, .. }) => Some(data.iter().map(Bytes::len).sum::<usize>()),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(appended, 80 * mib, "every byte went to the stream");
+    assert!(effects.iter().any(|e| matches!(e, Effect::Stream(StreamOp::Finish { .. }))), "the stream finished");
+    let whole = effects.iter().any(
+        |e| matches!(e, Effect::Upload { sources, .. } if sources.iter().any(|s| matches!(s, UploadSource::File(_)))),
+    );
+    assert!(!whole, "no whole-file upload from the staging file");
 }
 
 #[test]

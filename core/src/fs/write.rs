@@ -192,6 +192,10 @@ impl Filesystem {
         let size = self.file_size(ino);
         let Some(ws) = self.writes.get_mut(ino) else { return };
         let Body::Memory { chunks, len } = std::mem::replace(&mut ws.body, Body::Staged) else { return };
+        if matches!(ws.stream, Stream::Waiting) {
+            // Its bytes leave memory before it was big enough to stream: uploaded whole.
+            ws.stream = Stream::Off;
+        }
         let mut at = 0;
         for chunk in chunks {
             let n = chunk.len() as u64;
