@@ -1,12 +1,16 @@
-//! Upload while writing: a streaming-mode file is fed to an xet-core upload as its bytes
-//! arrive, so when it is closed most of the upload is already done and only the finish
-//! (last chunks, shard) remains. The stream is an optimization, never the only copy: the bytes
-//! stay in memory or the staging file as usual, and a stream that fails, or a file that is
-//! truncated, falls back to uploading the whole file at close.
+//! Upload while writing: a new file written in order is fed to an xet-core upload as its bytes
+//! arrive, in both write modes, so when it is due (a streaming close, an advanced fsync or
+//! debounce) most of the upload is already done and only the finish (last chunks, shard)
+//! remains. The stream is an optimization, never the only copy: the bytes stay in memory or the
+//! staging file as usual, and a stream that fails, or a file that is rewritten or truncated
+//! behind its stream, falls back to uploading the whole file when due.
 //!
-//! One stream op is in flight per file, so chunks reach xet-core in order. Bytes waiting for
-//! the stream are bounded: past `STREAM_BUFFER_BYTES` a write's reply waits (`Wait::Stream`)
-//! until the stream has taken them, so the writer runs at the upload's pace.
+//! A new file waits until it reaches the policy's `stream_threshold` (holding its first bytes,
+//! shared with its body, not copied), then its stream opens with them; one closed before that is
+//! uploaded whole, many to a session. One stream op is in flight per file, so chunks reach
+//! xet-core in order. Bytes waiting for the stream are bounded: past `STREAM_BUFFER_BYTES` a
+//! write's reply waits (`Wait::Stream`) until the stream has taken them, so the writer runs at
+//! the upload's pace.
 
 use bytes::Bytes;
 
@@ -29,8 +33,9 @@ pub(crate) enum Stream {
     #[default]
     Off,
     /// A new file, still small: it gets a stream once it reaches the policy's
-    /// `stream_threshold` (small files are cheaper uploaded whole, many to a session).
-    Waiting,
+    /// `stream_threshold` (small files are cheaper uploaded whole, many to a session). `held`
+    /// is its content so far (`len` bytes), shared with its body.
+    Waiting { held: Vec<Bytes>, len: u64 },
     Open {
         id: u64,
         /// Bytes written but not yet handed to the stream, in order.
@@ -76,10 +81,26 @@ impl Filesystem {
 
     /// Hand `data`, just written at `offset` of `ino`, to its stream: a write at or past the
     /// stream's end continues it (a hole streams as zeros); a write behind it ends the stream.
-    /// Returns true when the reply to the write is owed until the stream catches up (the
-    /// caller parks it on `Wait::Stream`).
+    /// A waiting file holds it, and its stream opens once it reaches the threshold. Returns
+    /// true when the reply to the write is owed until the stream catches up (the caller parks
+    /// it on `Wait::Stream`).
     pub(crate) fn stream_accept(&mut self, ino: Ino, offset: u64, data: &Bytes) -> bool {
+        let threshold = self.cfg.writes.stream_threshold;
         let Some(stream) = self.writes.get_mut(ino).map(|ws| &mut ws.stream) else { return false };
+        if let Stream::Waiting { held, len } = stream {
+            if offset < *len {
+                *stream = Stream::Off;
+                return false;
+            }
+            held.extend(zeros(offset - *len));
+            held.push(data.clone());
+            *len = offset + data.len() as u64;
+            if *len >= threshold {
+                let so_far = std::mem::take(held);
+                self.open_stream(ino, so_far);
+            }
+            return false;
+        }
         let Stream::Open { pending, pending_bytes, fed, appending, .. } = stream else { return false };
         if offset < *fed {
             self.abort_stream(ino, self.now);
@@ -103,10 +124,11 @@ impl Filesystem {
         }
     }
 
-    /// How much of `ino` its stream has (`None`: no stream).
+    /// How much of `ino` its stream has, or holds while waiting (`None`: no stream).
     pub(crate) fn stream_fed(&self, ino: Ino) -> Option<u64> {
         match self.writes.get(ino).map(|ws| &ws.stream) {
             Some(Stream::Open { fed, .. }) => Some(*fed),
+            Some(Stream::Waiting { len, .. }) => Some(*len),
             _ => None,
         }
     }
@@ -155,6 +177,13 @@ impl Filesystem {
         self.stats.uploads += 1;
         let effect = Effect::Stream(StreamOp::Finish { stream: id });
         self.start_effect(Purpose::Stream { ino, step: StreamStep::Finish { generation } }, effect);
+    }
+
+    /// A file closed while waiting is uploaded whole: what it held is let go.
+    pub(crate) fn stop_waiting_stream(&mut self, ino: Ino) {
+        if let Some(ws) = self.writes.get_mut(ino).filter(|ws| matches!(ws.stream, Stream::Waiting { .. })) {
+            ws.stream = Stream::Off;
+        }
     }
 
     /// Give up `ino`'s stream (truncated, removed, or failed): the whole file is uploaded instead.

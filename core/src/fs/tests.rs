@@ -484,39 +484,59 @@ fn run_world(fs: &mut Filesystem, disk: &mut std::collections::BTreeMap<String, 
 }
 
 #[test]
-fn a_large_file_written_in_order_is_streamed_past_the_memory_limit() {
+fn a_large_file_written_in_order_is_streamed_in_both_modes_and_a_small_one_uploaded_whole() {
     use crate::effect::{StreamOp, UploadSource};
-    let mut fs = bucket_fs(WriteMode::Streaming, "[]");
-    let mut disk = Default::default();
-    let create =
-        Request::Create { parent: ROOT_INO, name: "big".into(), mode: 0o644, how: CreateHow::Guarded, open: true };
-    let Reply::Created { attr, fh: Some(fh), .. } = answer(&mut fs, create) else { panic!("create") };
-    let mut effects = Vec::new();
     let mib = 1usize << 20;
-    for i in 0..80u64 {
-        let data = Bytes::from(vec![i as u8; mib]);
-        let req =
-            Request::Write { ino: attr.ino, fh: Some(fh), offset: i * mib as u64, data, stable: Stability::Unstable };
-        fs.handle_request(RequestId(10 + i), Caller::default(), req, Instant::ZERO);
-        effects.extend(run_world(&mut fs, &mut disk));
-        while fs.poll_reply().is_some() {}
+    for mode in [WriteMode::Streaming, WriteMode::Advanced] {
+        for (name, mibs) in [("big", 80u64), ("small", 3)] {
+            let mut fs = bucket_fs(mode, "[]");
+            let mut disk = Default::default();
+            let create = Request::Create {
+                parent: ROOT_INO,
+                name: name.into(),
+                mode: 0o644,
+                how: CreateHow::Guarded,
+                open: true,
+            };
+            let Reply::Created { attr, fh: Some(fh), .. } = answer(&mut fs, create) else { panic!("create") };
+            let mut effects = run_world(&mut fs, &mut disk);
+            for i in 0..mibs {
+                let data = Bytes::from(vec![i as u8; mib]);
+                let offset = i * mib as u64;
+                let req = Request::Write { ino: attr.ino, fh: Some(fh), offset, data, stable: Stability::Unstable };
+                fs.handle_request(RequestId(10 + i), Caller::default(), req, Instant::ZERO);
+                effects.extend(run_world(&mut fs, &mut disk));
+                while fs.poll_reply().is_some() {}
+            }
+            fs.handle_request(RequestId(200), Caller::default(), Request::Release { fh }, Instant::ZERO);
+            fs.handle_request(RequestId(201), Caller::default(), Request::Fsync { ino: attr.ino }, Instant::ZERO);
+            effects.extend(run_world(&mut fs, &mut disk));
+            let appended: usize = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Stream(StreamOp::Append { data, .. }) => Some(data.iter().map(Bytes::len).sum::<usize>()),
+                    _ => None,
+                })
+                .sum();
+            let finished = effects.iter().any(|e| matches!(e, Effect::Stream(StreamOp::Finish { .. })));
+            let whole = effects.iter().any(|e| {
+                matches!(e, Effect::Upload { sources, .. }
+                    if sources.iter().any(|s| matches!(s, UploadSource::File(_) | UploadSource::Memory(_))))
+            });
+            match name {
+                "big" => {
+                    assert_eq!(appended, 80 * mib, "{mode:?}: every byte went to the stream");
+                    assert!(finished && !whole, "{mode:?}: the stream finished, no whole-file upload");
+                }
+                _ => assert!(appended == 0 && !finished && whole, "{mode:?}: a small file is uploaded whole"),
+            }
+            let fsync = std::iter::from_fn(|| fs.poll_reply()).find(|(id, _)| *id == RequestId(201));
+            assert!(
+                matches!(fsync, Some((_, Reply::Empty))),
+                "{mode:?} {name}: the fsync is answered once saved: {fsync:?}"
+            );
+        }
     }
-    let release = Request::Release { fh };
-    fs.handle_request(RequestId(100), Caller::default(), release, Instant::ZERO);
-    effects.extend(run_world(&mut fs, &mut disk));
-    let appended: usize = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Stream(StreamOp::Append { data, .. }) => Some(data.iter().map(Bytes::len).sum::<usize>()),
-            _ => None,
-        })
-        .sum();
-    assert_eq!(appended, 80 * mib, "every byte went to the stream");
-    assert!(effects.iter().any(|e| matches!(e, Effect::Stream(StreamOp::Finish { .. }))), "the stream finished");
-    let whole = effects.iter().any(
-        |e| matches!(e, Effect::Upload { sources, .. } if sources.iter().any(|s| matches!(s, UploadSource::File(_)))),
-    );
-    assert!(!whole, "no whole-file upload from the staging file");
 }
 
 #[test]

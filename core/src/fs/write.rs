@@ -41,17 +41,17 @@ impl Filesystem {
         self.next_stage += 1;
         let staging = format!("{}{ino:016x}-{}", self.cfg.writes.staging_dir, self.next_stage);
         let starts_empty = truncate || size == 0;
-        // Streaming mode keeps a new (or emptied) file in memory and streams it while it is
-        // written sequentially; an existing file edited in place needs its content in a
-        // staging file first, in either mode.
+        // Streaming mode keeps a new (or emptied) file in memory; advanced mode stages it (its
+        // writes are acknowledged once on disk). Both stream it while it is written in order.
+        // An existing file edited in place needs its content in a staging file first.
         let in_memory = self.streaming() && starts_empty;
         if !in_memory && !starts_empty && !self.staging_has_room(size, None) {
             return Err(self.staging_full(ino));
         }
         let body = if in_memory { Body::Memory { chunks: Vec::new(), len: 0 } } else { Body::Staged };
         let mut ws = WriteState::new(body, staging.clone(), in_memory);
-        if in_memory {
-            ws.stream = Stream::Waiting;
+        if starts_empty {
+            ws.stream = Stream::Waiting { held: Vec::new(), len: 0 };
         }
         self.writes.insert(ino, ws);
         if truncate && size > 0 {
@@ -155,7 +155,7 @@ impl Filesystem {
     /// zeros); past the memory limit the content moves to the staging file. Returns what the
     /// reply must wait for, if anything.
     fn append_in_memory(&mut self, ino: Ino, offset: u64, data: Bytes) -> Option<Wait> {
-        let (limit, threshold) = (self.cfg.writes.memory_limit, self.cfg.writes.stream_threshold);
+        let limit = self.cfg.writes.memory_limit;
         let end = offset + data.len() as u64;
         if end > limit {
             self.spill(ino);
@@ -166,11 +166,6 @@ impl Filesystem {
         chunks.extend(zeros(offset - *len));
         chunks.push(data.clone());
         *len = end;
-        if matches!(ws.stream, Stream::Waiting) && end >= threshold {
-            let so_far = chunks.clone();
-            self.open_stream(ino, so_far);
-            return None;
-        }
         self.stream_accept(ino, offset, &data).then_some(Wait::Stream(ino))
     }
 
@@ -192,10 +187,6 @@ impl Filesystem {
         let size = self.file_size(ino);
         let Some(ws) = self.writes.get_mut(ino) else { return };
         let Body::Memory { chunks, len } = std::mem::replace(&mut ws.body, Body::Staged) else { return };
-        if matches!(ws.stream, Stream::Waiting) {
-            // Its bytes leave memory before it was big enough to stream: uploaded whole.
-            ws.stream = Stream::Off;
-        }
         let mut at = 0;
         for chunk in chunks {
             let n = chunk.len() as u64;
@@ -488,8 +479,12 @@ impl Filesystem {
         let due = if self.streaming() { now } else { self.debounced_due(ino, now) };
         if let Some(ws) = self.writes.get_mut(ino) {
             ws.writers = ws.writers.saturating_sub(1);
-            if ws.is_dirty() && ws.writers == 0 {
+            let last = ws.writers == 0;
+            if ws.is_dirty() && last {
                 self.upload_due(ino, due);
+            }
+            if last {
+                self.stop_waiting_stream(ino);
             }
         }
         self.maybe_drop_write_state(ino, now);
