@@ -427,6 +427,15 @@ fn child_names() {
 /// Complete every effect with a plain in-memory disk and CAS until nothing is left (streaming
 /// upload paths included); returns the effects it completed.
 fn run_world(fs: &mut Filesystem, disk: &mut std::collections::BTreeMap<String, Vec<u8>>) -> Vec<Effect> {
+    run_world_at(fs, disk, Instant::ZERO)
+}
+
+/// `run_world` with every completion at `now`.
+fn run_world_at(
+    fs: &mut Filesystem,
+    disk: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    now: Instant,
+) -> Vec<Effect> {
     use crate::effect::{StageEdit, StageOp, StreamOp, UploadSource};
     let mut streams: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
     let mut seen = Vec::new();
@@ -478,7 +487,7 @@ fn run_world(fs: &mut Filesystem, disk: &mut std::collections::BTreeMap<String, 
             ),
             _ => Completion::Done,
         };
-        fs.handle_completion(id, done, Instant::ZERO);
+        fs.handle_completion(id, done, now);
     }
     seen
 }
@@ -488,7 +497,9 @@ fn a_large_file_written_in_order_is_streamed_in_both_modes_and_a_small_one_uploa
     use crate::effect::{StreamOp, UploadSource};
     let mib = 1usize << 20;
     for mode in [WriteMode::Streaming, WriteMode::Advanced] {
-        for (name, mibs) in [("big", 80u64), ("small", 3)] {
+        // "dup": `dd` closes its first descriptor of the file (a FUSE flush) before writing
+        // through the second, and writes for longer than the debounce.
+        for (name, mibs) in [("big", 80u64), ("dup", 80), ("small", 3)] {
             let mut fs = bucket_fs(mode, "[]");
             let mut disk = Default::default();
             let create = Request::Create {
@@ -500,17 +511,24 @@ fn a_large_file_written_in_order_is_streamed_in_both_modes_and_a_small_one_uploa
             };
             let Reply::Created { attr, fh: Some(fh), .. } = answer(&mut fs, create) else { panic!("create") };
             let mut effects = run_world(&mut fs, &mut disk);
+            if name == "dup" {
+                fs.handle_request(RequestId(9), Caller::default(), Request::Flush { ino: attr.ino, fh }, Instant::ZERO);
+                effects.extend(run_world(&mut fs, &mut disk));
+            }
+            let at = |i: u64| Instant::from_nanos(i * 50_000_000);
             for i in 0..mibs {
                 let data = Bytes::from(vec![i as u8; mib]);
                 let offset = i * mib as u64;
                 let req = Request::Write { ino: attr.ino, fh: Some(fh), offset, data, stable: Stability::Unstable };
-                fs.handle_request(RequestId(10 + i), Caller::default(), req, Instant::ZERO);
-                effects.extend(run_world(&mut fs, &mut disk));
+                fs.handle_timeout(at(i));
+                fs.handle_request(RequestId(10 + i), Caller::default(), req, at(i));
+                effects.extend(run_world_at(&mut fs, &mut disk, at(i)));
                 while fs.poll_reply().is_some() {}
             }
-            fs.handle_request(RequestId(200), Caller::default(), Request::Release { fh }, Instant::ZERO);
-            fs.handle_request(RequestId(201), Caller::default(), Request::Fsync { ino: attr.ino }, Instant::ZERO);
-            effects.extend(run_world(&mut fs, &mut disk));
+            let end = at(mibs);
+            fs.handle_request(RequestId(201), Caller::default(), Request::Fsync { ino: attr.ino }, end);
+            fs.handle_request(RequestId(200), Caller::default(), Request::Release { fh }, end);
+            effects.extend(run_world_at(&mut fs, &mut disk, end));
             let appended: usize = effects
                 .iter()
                 .filter_map(|e| match e {
@@ -524,9 +542,9 @@ fn a_large_file_written_in_order_is_streamed_in_both_modes_and_a_small_one_uploa
                     if sources.iter().any(|s| matches!(s, UploadSource::File(_) | UploadSource::Memory(_))))
             });
             match name {
-                "big" => {
-                    assert_eq!(appended, 80 * mib, "{mode:?}: every byte went to the stream");
-                    assert!(finished && !whole, "{mode:?}: the stream finished, no whole-file upload");
+                "big" | "dup" => {
+                    assert_eq!(appended, 80 * mib, "{mode:?} {name}: every byte went to the stream");
+                    assert!(finished && !whole, "{mode:?} {name}: the stream finished, no whole-file upload");
                 }
                 _ => assert!(appended == 0 && !finished && whole, "{mode:?}: a small file is uploaded whole"),
             }

@@ -409,8 +409,13 @@ impl Filesystem {
             self.upload_due(ino, now);
             self.park(id, Wait::Saved(ino), Then::AfterSave { ino, reply: Reply::Empty });
         } else {
-            let due = self.debounced_due(ino, now);
-            self.upload_due(ino, due);
+            // A file whose stream is open (or waiting) is due at its last close or an fsync:
+            // the close of one of several descriptors (`dd` closes its first at the start)
+            // must not end the stream while the file is still being written.
+            if self.stream_fed(ino).is_none() {
+                let due = self.debounced_due(ino, now);
+                self.upload_due(ino, due);
+            }
             self.reply(id, Reply::Empty);
         }
     }
