@@ -37,12 +37,13 @@ mount_at() { # mount_at DIR -> $mpid
 unmount_at() { fusermount3 -u "$1"; wait "$mpid" 2>/dev/null || true; }
 cas_bytes() { sed -n 's/.*(\([0-9]*\) from CAS).*/\1/p' "$work/mount.log" | tail -1; }
 
+readers=()
+wait_all() { for p in "${readers[@]}"; do wait "$p" || true; done; readers=(); }
+
 if [[ " $parts " == *" 4 "* ]]; then
 # Reference: xet-core downloading the four files at once (streamed and discarded).
 drop_caches
 hashes=(); for i in 0 1 2 3; do hashes+=("$(hash_of "f$i.bin")"); done
-readers=()
-wait_all() { for p in "${readers[@]}"; do wait "$p" || true; done; readers=(); }
 t0=$(now)
 for i in 0 1 2 3; do "$bin/hubsim" cas-download --endpoint "$ep" --hash "${hashes[$i]}" --size "$size" >/dev/null & readers+=($!); done
 wait_all; t1=$(now)

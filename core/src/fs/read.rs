@@ -83,6 +83,13 @@ impl Reads {
             .min()
     }
 
+    /// How many readers of `ino` read it within the last second.
+    fn active_readers(&self, ino: Ino, now: Instant) -> usize {
+        let active = |used: &Instant| now.saturating_duration_since(*used) < ACTIVE_READER;
+        let readers = self.readers_of.get(&ino).map_or(&[][..], Vec::as_slice);
+        readers.iter().filter_map(|r| self.patterns.get(r)).filter(|(_, _, used)| active(used)).count()
+    }
+
     /// Are bytes of `ino` being fetched?
     pub fn is_fetching(&self, ino: Ino) -> bool {
         self.fetching.get(&ino).is_some_and(|v| !v.is_empty())
@@ -151,7 +158,15 @@ impl Filesystem {
         let policy = &self.cfg.policy;
         let now = self.now;
         let mut plan = self.reads.pattern(reader, ino, now).on_read(offset, end, file_size, policy);
-        self.ensure_fetched(ino, plan.demand.clone());
+        // Several readers of one file, this one sequential: whole aligned blocks are fetched,
+        // so the readers share each block's fetch wherever each of them is, and a CAS chunk
+        // that straddles a fetch's edge is downloaded at most twice per block rather than per
+        // read (random readers keep fetching only what they cover).
+        let blocks = !plan.ahead.is_empty() && self.reads.active_readers(ino, now) > 1;
+        if blocks {
+            plan.demand = whole_blocks(plan.demand, policy.max_fetch, file_size);
+        }
+        self.ensure_fetched(ino, plan.demand.clone(), blocks);
         if let Some(trailing) = self.reads.trailing_reader(ino, now).filter(|t| *t < offset) {
             // Several readers of one file: read ahead of the leader only as far as the cache
             // also holds what the last one still needs, so every byte is fetched once and the
@@ -162,9 +177,12 @@ impl Filesystem {
         if !plan.ahead.is_empty() {
             // Refill the window in batches of at least half of it, so a steady reader causes a
             // few large fetches rather than one small fetch per read.
+            if blocks {
+                plan.ahead = whole_blocks(plan.ahead, self.cfg.policy.max_fetch, file_size);
+            }
             let missing = self.missing(ino, plan.ahead.clone());
             if missing.iter().map(|r| r.end - r.start).sum::<u64>() * 2 >= plan.ahead.end - plan.ahead.start {
-                self.fetch(ino, missing);
+                self.fetch(ino, missing, blocks);
             }
             // Only what every reader of the file has passed goes first: the leader of several
             // readers must not push out the bytes the others are about to read.
@@ -190,7 +208,7 @@ impl Filesystem {
             }
             None => {
                 // An eviction or failure may have left part of it uncovered.
-                self.ensure_fetched(ino, range.clone());
+                self.ensure_fetched(ino, range.clone(), false);
                 self.park(id, Wait::Bytes(ino), Then::ServeRead { ino, range, deadline });
                 false
             }
@@ -210,21 +228,24 @@ impl Filesystem {
     }
 
     /// Start fetches for the parts of `range` neither cached nor already being fetched.
-    fn ensure_fetched(&mut self, ino: Ino, range: Range<u64>) {
+    fn ensure_fetched(&mut self, ino: Ino, range: Range<u64>, blocks: bool) {
         let missing = self.missing(ino, range);
-        self.fetch(ino, missing);
+        self.fetch(ino, missing, blocks);
     }
 
-    /// Start fetches for `pieces` (already known to be missing), at most `max_fetch` each.
-    fn fetch(&mut self, ino: Ino, pieces: Vec<Range<u64>>) {
+    /// Start fetches for `pieces` (already known to be missing), at most `max_fetch` each;
+    /// with `blocks`, cut at multiples of `max_fetch` (the blocks several readers share).
+    fn fetch(&mut self, ino: Ino, pieces: Vec<Range<u64>>, blocks: bool) {
         if pieces.is_empty() {
             return;
         }
         let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else { return };
         for piece in pieces {
             let mut start = piece.start;
+            let max_fetch = self.cfg.policy.max_fetch;
             while start < piece.end {
-                let end = piece.end.min(start + self.cfg.policy.max_fetch);
+                let limit = if blocks { (start / max_fetch + 1) * max_fetch } else { start + max_fetch };
+                let end = piece.end.min(limit);
                 let effect = match (&source, &self.remote) {
                     (ContentSource::Xet { hash }, _) => Effect::CasRange {
                         token_url: self.read_token.clone(),
@@ -292,6 +313,16 @@ impl Filesystem {
             self.fail(req, err.clone());
         }
     }
+}
+
+/// `range` widened to the `block`-aligned blocks it touches, within `file_size`.
+fn whole_blocks(range: Range<u64>, block: u64, file_size: u64) -> Range<u64> {
+    if range.is_empty() {
+        return range;
+    }
+    let start = range.start / block * block;
+    let end = range.end.div_ceil(block).saturating_mul(block).min(file_size);
+    start..end.max(range.end.min(file_size))
 }
 
 /// `range` minus every range in `holes`, in order.
