@@ -70,24 +70,26 @@ impl Reads {
         }
     }
 
-    /// Where the reader of `ino` furthest behind will read next, among those that read it
-    /// lately (a handle left open and idle does not hold the others back).
-    fn trailing_reader(&self, ino: Ino, now: Instant) -> Option<u64> {
-        let readers = self.readers_of.get(&ino)?;
-        let active = |used: &Instant| now.saturating_duration_since(*used) < ACTIVE_READER;
+    /// Where each reader of `ino` that read it lately will read next (a handle left open and
+    /// idle is not counted).
+    fn active_positions(&self, ino: Ino, now: Instant) -> impl Iterator<Item = u64> + '_ {
+        let active = move |used: &Instant| now.saturating_duration_since(*used) < ACTIVE_READER;
+        let readers = self.readers_of.get(&ino).map_or(&[][..], Vec::as_slice);
         readers
             .iter()
             .filter_map(|r| self.patterns.get(r))
-            .filter(|(_, _, used)| active(used))
+            .filter(move |(_, _, used)| active(used))
             .map(|(_, p, _)| p.position())
-            .min()
+    }
+
+    /// Where the active reader of `ino` furthest behind will read next.
+    fn trailing_reader(&self, ino: Ino, now: Instant) -> Option<u64> {
+        self.active_positions(ino, now).min()
     }
 
     /// How many readers of `ino` read it within the last second.
     fn active_readers(&self, ino: Ino, now: Instant) -> usize {
-        let active = |used: &Instant| now.saturating_duration_since(*used) < ACTIVE_READER;
-        let readers = self.readers_of.get(&ino).map_or(&[][..], Vec::as_slice);
-        readers.iter().filter_map(|r| self.patterns.get(r)).filter(|(_, _, used)| active(used)).count()
+        self.active_positions(ino, now).count()
     }
 
     /// Are bytes of `ino` being fetched?
@@ -240,9 +242,9 @@ impl Filesystem {
             return;
         }
         let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else { return };
+        let max_fetch = self.cfg.policy.max_fetch;
         for piece in pieces {
             let mut start = piece.start;
-            let max_fetch = self.cfg.policy.max_fetch;
             while start < piece.end {
                 let limit = if blocks { (start / max_fetch + 1) * max_fetch } else { start + max_fetch };
                 let end = piece.end.min(limit);
@@ -320,9 +322,7 @@ fn whole_blocks(range: Range<u64>, block: u64, file_size: u64) -> Range<u64> {
     if range.is_empty() {
         return range;
     }
-    let start = range.start / block * block;
-    let end = range.end.div_ceil(block).saturating_mul(block).min(file_size);
-    start..end.max(range.end.min(file_size))
+    range.start / block * block..range.end.div_ceil(block).saturating_mul(block).min(file_size)
 }
 
 /// `range` minus every range in `holes`, in order.
