@@ -82,9 +82,14 @@ check "the bucket (through Python) matches the mirror" bash -c "cd '$ref' && fin
 remount() {
   local pid; pid=$(pgrep -f "hf-mount-fuse.*$work/mnt/s\$")
   kill -TERM "$pid"; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  cp "$work/mount-s.log" "$work/mount-s.first.log"
   ! kill -0 "$pid" 2>/dev/null && mounted s --hf-token alice-token bucket alice/bk
 }
+# The unmount line's "N streamed": bytes uploaded while their file was being written.
+streamed() { sed -n 's/.* bytes, \([0-9]*\) streamed).*/\1/p' "$1" | tail -1; }
 check "unmount and remount" remount
+check "the big file was uploaded while dd wrote it (streamed, not whole at close)" \
+  test "$(streamed "$work/mount-s.first.log")" -ge $((write_mib << 20))
 check "after remount: same files (directories made real by files)" diff <(cd "$ref" && find . -type f | LC_ALL=C sort) <(cd "$mnt" && find . -type f | LC_ALL=C sort)
 check "after remount: sha256 of everything matches" bash -c "cd '$ref' && find . -type f -print0 | xargs -0 sha256sum | (cd '$mnt' && sha256sum --quiet -c)"
 check "tar mtimes persisted to the bucket" bash -c "diff <(cd '$ref/untarred' && find . -type f -exec stat -c '%n %Y' {} + | sort) <(cd '$mnt/untarred' && find . -type f -exec stat -c '%n %Y' {} + | sort)"
@@ -101,6 +106,15 @@ check "the left-out entries are logged" grep -q "left out an entry the Hub sent"
 api alice/bk rm moved-scan/good1.txt; api alice/bk rm moved-scan/good2.txt
 
 echo "# advanced writes"
+# dd writes through a dup of its first descriptor, whose close (a flush) comes before any write;
+# the file is written for longer than the debounce and must still stream to its end.
+mounted st --hf-token alice-token --advanced-writes --flush-debounce-ms 200 bucket alice/bk
+head -c $((100 << 20)) /dev/urandom > "$work/adv.src"
+check "dd conv=fsync of 100 MiB in advanced mode" dd if="$work/adv.src" of="$work/mnt/st/adv.bin" bs=1M conv=fsync status=none
+cp "$work/adv.src" "$ref/adv.bin"
+check "and it is in the bucket at full size" bash -c "python3 '$here/bucket_api.py' '$ep' alice/bk tree | grep -q '^adv.bin $((100 << 20)) '"
+check "unmount of the advanced mount" fusermount3 -u "$work/mnt/st"
+check "it was streamed whole while written, and uploaded once" eventually bash -c "grep -q ' 1 uploads ($((100 << 20)) bytes, $((100 << 20)) streamed)' '$work/mount-st.log'"
 mounted a --hf-token alice-token --advanced-writes --flush-debounce-ms 200 bucket alice/bk
 am=$work/mnt/a
 echo "again" >> "$am/new.txt"

@@ -165,6 +165,8 @@ pub struct Stats {
     pub uploads: u64,
     pub upload_failures: u64,
     pub bytes_uploaded: u64,
+    /// Of those, bytes uploaded while their file was written (upload streams that finished).
+    pub bytes_streamed: u64,
     pub commits: u64,
     pub polls: u64,
 }

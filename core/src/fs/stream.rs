@@ -215,6 +215,7 @@ impl Filesystem {
                 if let Some(ws) = self.writes.get_mut(ino) {
                     ws.stream = Stream::Off;
                 }
+                self.stats.bytes_streamed += size;
                 self.on_uploaded(ino, generation, xet_hash, size, now);
             }
             (StreamStep::Abort, _) => {}

@@ -437,7 +437,6 @@ fn run_world_at(
     now: Instant,
 ) -> Vec<Effect> {
     use crate::effect::{StageEdit, StageOp, StreamOp, UploadSource};
-    let mut streams: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
     let mut seen = Vec::new();
     for _ in 0..100_000 {
         let Some((id, effect)) = fs.poll_effect() else { break };
@@ -466,11 +465,12 @@ fn run_world_at(
                 )])
             }
             Effect::Stream(StreamOp::Append { stream, data, .. }) => {
-                data.iter().for_each(|d| streams.entry(stream).or_default().extend_from_slice(d));
+                // What a stream took is kept on the "disk" too, so it outlives this call.
+                data.iter().for_each(|d| disk.entry(format!("stream {stream}")).or_default().extend_from_slice(d));
                 Completion::Done
             }
             Effect::Stream(StreamOp::Finish { stream }) => {
-                let len = streams.remove(&stream).map_or(0, |b| b.len());
+                let len = disk.remove(&format!("stream {stream}")).map_or(0, |b| b.len());
                 Completion::Uploaded(vec![(format!("{len:064x}"), len as u64)])
             }
             Effect::Upload { sources, .. } => Completion::Uploaded(
@@ -545,6 +545,7 @@ fn a_large_file_written_in_order_is_streamed_in_both_modes_and_a_small_one_uploa
                 "big" | "dup" => {
                     assert_eq!(appended, 80 * mib, "{mode:?} {name}: every byte went to the stream");
                     assert!(finished && !whole, "{mode:?} {name}: the stream finished, no whole-file upload");
+                    assert_eq!(fs.stats().bytes_streamed, 80 * mib as u64, "{mode:?} {name}: counted as streamed");
                 }
                 _ => assert!(appended == 0 && !finished && whole, "{mode:?}: a small file is uploaded whole"),
             }

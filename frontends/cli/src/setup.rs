@@ -372,7 +372,7 @@ impl Started {
         if let Some(fs) = self.running.stop() {
             let s = fs.stats();
             eprintln!(
-                "{program}: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes), {} commits",
+                "{program}: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes, {} streamed), {} commits",
                 s.hub_requests,
                 s.fetches,
                 s.retries,
@@ -381,6 +381,7 @@ impl Started {
                 s.bytes_read,
                 s.uploads,
                 s.bytes_uploaded,
+                s.bytes_streamed,
                 s.commits,
             );
         }
