@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end for the smaller flags and conventions, through real FUSE mounts against hubsim:
 # the OS metadata filter (and --no-filter-os-files), --token-file rotation, --direct-io,
-# --poll-listing-concurrency, RUST_LOG_FORMAT=json, the raised open-files limit, --version, and
+# --poll-listing-concurrency, RUST_LOG_FORMAT=json, the raised open-files limit, the huge-page
+# re-exec (and a user's GLIBC_TUNABLES kept), --version, and
 # the mount helper (`mount -t hf-mount`, `mount.hf-mount -f`, the fuse `hf-mount#SPEC` form).
 # Usage: tests/e2e/flags.sh [TARGET_DIR]   (binaries from TARGET_DIR/release)
 set -uo pipefail
@@ -79,6 +80,12 @@ lines = [json.loads(l) for l in sys.stdin]
 assert lines and all(\"level\" in l and \"fields\" in l for l in lines), lines'"
 pid=$(pgrep -f "hf-mount-fuse.*$work/mnt/dio\$")
 check "the open-files limit is raised to the hard limit" bash -c "test \"\$(awk '/Max open files/ {print \$4}' /proc/$pid/limits)\" = \"\$(awk '/Max open files/ {print \$5}' /proc/$pid/limits)\""
+check "the mount runs with huge pages for its heap (re-executed once: same pid, same program name)" bash -c "tr '\\0' '\\n' < /proc/$pid/environ | grep -qx 'GLIBC_TUNABLES=glibc.malloc.hugetlb=1' && test \"\$(tr '\\0' '\\n' < /proc/$pid/cmdline | head -1 | sed 's|.*/||')\" = hf-mount-fuse"
+mkdir -p "$work/mnt/small-pages"
+GLIBC_TUNABLES=glibc.malloc.hugetlb=0 "$bin/hf-mount-fuse" --hub-endpoint "$ep" --hf-token alice-token bucket alice/fb "$work/mnt/small-pages" 2>"$work/small-pages.log" &
+pids+=($!); sp=$!
+check "a user's own glibc.malloc.hugetlb is kept" bash -c "for _ in \$(seq 100); do mountpoint -q '$work/mnt/small-pages' && break; sleep 0.05; done; tr '\\0' '\\n' < /proc/$sp/environ | grep -qx 'GLIBC_TUNABLES=glibc.malloc.hugetlb=0' && test \"\$(cat '$work/mnt/small-pages/hello.txt')\" = 'hello flags'"
+fusermount3 -u "$work/mnt/small-pages"
 "$bin/hf-mount" stop "$d" >/dev/null 2>&1
 check "--poll-listing-concurrency is bounded" bash -c "! '$bin/hf-mount-fuse' --poll-listing-concurrency 0 bucket a/b /tmp 2>/dev/null"
 
