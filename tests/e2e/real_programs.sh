@@ -20,13 +20,14 @@ m=$work/mnt/s
 
 check "advisory locks across processes (filelock, lockf ranges, F_GETLK, F_SETLKW, kill -9)" python3 "$here/locks.py" "$m/locks"
 check "the same on an advanced mount" python3 "$here/locks.py" "$work/mnt/a/locks"
+# Large enough (32 MiB; each checkpoint 9 MiB) that the files stream while safetensors writes them.
 check "safetensors: save, then load back through mmap" python3 - "$m/ckpt" <<'PY'
 import os, sys
 import numpy as np
 from safetensors.numpy import save_file, load_file
 d = sys.argv[1]; os.makedirs(d, exist_ok=True)
 rng = np.random.default_rng(3)
-tensors = {f"layer{i}.weight": rng.standard_normal((256, 256 + i), dtype=np.float32) for i in range(8)}
+tensors = {f"layer{i}.weight": rng.standard_normal((1024, 1024 + i), dtype=np.float32) for i in range(8)}
 save_file(tensors, os.path.join(d, "model.safetensors"))
 back = load_file(os.path.join(d, "model.safetensors"))
 assert all(np.array_equal(back[k], v) for k, v in tensors.items()), "tensors differ"
@@ -37,7 +38,7 @@ import numpy as np
 from safetensors.numpy import save_file, load_file
 d = sys.argv[1]
 for step in range(3):
-    state = {"step": np.array([step]), "w": np.full((512, 512), step, dtype=np.float32)}
+    state = {"step": np.array([step]), "w": np.full((1536, 1536), step, dtype=np.float32)}
     tmp = os.path.join(d, f".last.safetensors.{step}.tmp")
     save_file(state, tmp)
     os.replace(tmp, os.path.join(d, "last.safetensors"))
