@@ -74,6 +74,20 @@ pub struct MountConfig {
     /// `--overlay`: the mount point's own directory is a writable local layer over the
     /// remote, which is never written (`fs::overlay`).
     pub overlay: bool,
+    /// Keep local copies of large files read whole and open them through the kernel's FUSE
+    /// passthrough (`fs::copies`); `None`: every open reads through the mount.
+    pub copies: Option<CopyPolicy>,
+}
+
+/// Where whole-file copies go and how much they may take (`fs::copies`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyPolicy {
+    /// Prefix of every copy's path (a directory of the mount's own, ending in `/`).
+    pub dir: String,
+    /// Smaller files are never copied (the page cache serves them as well).
+    pub min_size: u64,
+    /// Most bytes the copies may hold together; the least recently opened go first.
+    pub max_bytes: u64,
 }
 
 impl MountConfig {
@@ -101,6 +115,7 @@ impl MountConfig {
             lru_sweep_interval: Duration::from_secs(5),
             kernel_forgets: true,
             overlay: false,
+            copies: None,
         }
     }
 }

@@ -31,7 +31,7 @@ pub use error::{Errno, FsError};
 pub use fs::{DrainOutcome, Filesystem, MountInfo, Stats};
 pub use inode::{Ino, ROOT_INO};
 pub use request::{
-    Attr, Caller, Change, CreateHow, DirBudget, DirEntry, FallocMode, FileKind, KernelNotify, Reply, Request,
+    Attr, Backing, Caller, Change, CreateHow, DirBudget, DirEntry, FallocMode, FileKind, KernelNotify, Reply, Request,
     RequestId, SetAttr, Stability, StatFs, TimeSet, WccAttr,
 };
 pub use time::Instant;

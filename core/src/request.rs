@@ -350,6 +350,15 @@ pub struct StatFs {
     pub name_max: u32,
 }
 
+/// A local file holding an open file's whole content, for the kernel to read directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backing {
+    pub path: String,
+    /// Reads and writes still go through the mount (only mmap uses the copy): the copy is of
+    /// content that changed since, kept because other opens still read it.
+    pub direct_io: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// A lookup (`dir: None`) or a new name (`dir`: the directory it was added to).
@@ -375,6 +384,8 @@ pub enum Reply {
     Open {
         fh: u64,
         keep_cache: bool,
+        /// Serve this open from a local copy of the file through the kernel (`fs::copies`).
+        backing: Option<Backing>,
     },
     Created {
         attr: Attr,

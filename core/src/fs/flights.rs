@@ -34,6 +34,12 @@ pub(crate) enum Purpose {
         ino: Ino,
         kind: StageKind,
     },
+    /// A write to the local copy at `path` of `ino` (`range`), or its removal (`None`).
+    Copy {
+        ino: Ino,
+        path: String,
+        range: Option<Range<u64>>,
+    },
     /// One upload session for several files: (file, generation uploaded) per source.
     Upload {
         files: Vec<(Ino, u64)>,

@@ -19,6 +19,7 @@ mod access;
 mod attrs;
 mod breaker;
 mod commit;
+mod copies;
 mod evict;
 mod flights;
 mod journal;
@@ -169,6 +170,9 @@ pub struct Stats {
     pub bytes_streamed: u64,
     pub commits: u64,
     pub polls: u64,
+    /// Local copies completed, and opens served from one through the kernel (`copies`).
+    pub copies_made: u64,
+    pub opens_through_copies: u64,
 }
 
 pub struct Filesystem {
@@ -198,6 +202,7 @@ pub struct Filesystem {
     /// The content identity of each file as the kernel last opened it (its page cache may
     /// hold those bytes).
     pub(crate) kernel_pages: Map<Ino, u64>,
+    pub(crate) copies: copies::Copies,
     pub(crate) uploads: upload::UploadScheduler,
     pub(crate) commits: commit::CommitScheduler,
     pub(crate) scans: namespace::Scans,
@@ -251,6 +256,7 @@ impl Filesystem {
             journal: journal::Journal::default(),
             bases: Map::default(),
             kernel_pages: Map::default(),
+            copies: copies::Copies::default(),
             uploads: upload::UploadScheduler::default(),
             commits: commit::CommitScheduler::default(),
             scans: namespace::Scans::default(),
@@ -688,6 +694,10 @@ impl Filesystem {
                 other => self.fail_fetch(flight.origin, ino, range, unexpected(&other)),
             },
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Ok(completion), now),
+            Purpose::Copy { ino, path, range } => match completion {
+                Completion::Done => self.on_copy_step(ino, path, range, Ok(())),
+                other => self.on_copy_step(ino, path, range, Err(unexpected(&other))),
+            },
             Purpose::Upload { files } => match completion {
                 Completion::Uploaded(results) if results.len() == files.len() => {
                     self.uploads.ended();
@@ -739,6 +749,7 @@ impl Filesystem {
             Purpose::ListPage { dir } => self.fail_listing(dir, err),
             Purpose::Fetch { ino, range } => self.fail_fetch(id, ino, range, err),
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Err(err), now),
+            Purpose::Copy { ino, path, range } => self.on_copy_step(ino, path, range, Err(err)),
             Purpose::Upload { files } => self.on_upload_failed(files, err, now),
             Purpose::Stream { ino, step } => self.on_stream(ino, step, Err(err), now),
             Purpose::Commit => {

@@ -307,7 +307,7 @@ impl Filesystem {
     fn open_layer_file(&mut self, id: RequestId, ino: Ino, write: bool) {
         let fh = self.handles.open(ino, write);
         let keep_cache = self.keep_pages(ino);
-        self.reply(id, Reply::Open { fh, keep_cache });
+        self.reply(id, Reply::Open { fh, keep_cache, backing: None });
     }
 
     fn read_layer(&mut self, id: RequestId, ino: Ino, offset: u64, size: u32) {

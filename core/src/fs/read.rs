@@ -116,7 +116,8 @@ impl Filesystem {
         }
         let fh = self.handles.open(ino, write);
         let keep_cache = self.keep_pages(ino);
-        self.reply(id, Reply::Open { fh, keep_cache });
+        let backing = self.copy_for_open(ino, fh);
+        self.reply(id, Reply::Open { fh, keep_cache, backing });
     }
 
     /// May the kernel keep the pages it cached of `ino` for this open? Yes while the content
@@ -124,15 +125,21 @@ impl Filesystem {
     /// cached is invalidated at once (`InvalidateInode`), a change seen otherwise makes the next
     /// open start from empty. A file with local changes in flight never keeps them.
     pub(crate) fn keep_pages(&mut self, ino: Ino) -> bool {
-        use std::hash::BuildHasher;
-        let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| &n.kind) else { return false };
-        let identity = foldhash::fast::FixedState::default().hash_one((size, source));
+        let Some(identity) = self.content_identity(ino) else { return false };
         let unchanged = self.kernel_pages.insert(ino, identity) == Some(identity);
         unchanged && !self.writes.has(ino)
     }
 
+    /// What identifies `ino`'s content: a hash of its size and content source.
+    pub(crate) fn content_identity(&self, ino: Ino) -> Option<u64> {
+        use std::hash::BuildHasher;
+        let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| &n.kind) else { return None };
+        Some(foldhash::fast::FixedState::default().hash_one((size, source)))
+    }
+
     pub(crate) fn release(&mut self, id: RequestId, fh: u64, now: Instant) {
         self.reads.forget_reader(Reader::Handle(fh));
+        self.copy_closed(fh);
         if let Some(open) = self.handles.close(fh) {
             if open.write {
                 self.writer_closed(open.ino, now);
@@ -273,6 +280,7 @@ impl Filesystem {
     pub(crate) fn on_fetched(&mut self, id: EffectId, ino: Ino, range: Range<u64>, pieces: Vec<Bytes>, now: Instant) {
         // A fetch no longer tracked belongs to content that has since changed: drop it.
         if self.forget_fetch(ino, id) {
+            self.copy_fetched(ino, range.start, &pieces);
             let mut offset = range.start;
             for piece in pieces {
                 let len = piece.len() as u64;
@@ -302,6 +310,7 @@ impl Filesystem {
         self.reads.cache.invalidate(ino);
         self.reads.fetching.remove(&ino);
         self.reads.forget_reader(Reader::Inode(ino));
+        self.retire_copy(ino);
     }
 
     pub(crate) fn fail_fetch(&mut self, id: EffectId, ino: Ino, range: Range<u64>, err: FsError) {

@@ -46,7 +46,11 @@ fn expect_get(fs: &mut Filesystem, url: &str) -> EffectId {
 
 /// A repo mount at `revision`, resolved; the root listing holds `tree` (JSON).
 fn repo_fs(revision: &str, tree: &str) -> Filesystem {
-    let mut fs = Filesystem::new(repo_cfg(revision));
+    repo_fs_with(repo_cfg(revision), revision, tree)
+}
+
+fn repo_fs_with(cfg: MountConfig, revision: &str, tree: &str) -> Filesystem {
+    let mut fs = Filesystem::new(cfg);
     let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/revision/{revision}"));
     let info = format!(r#"{{"id":"a/b","sha":"{SHA}","lastModified":"2026-01-02T03:04:05.000Z"}}"#);
     fs.handle_completion(id, http(200, &info), Instant::ZERO);
@@ -747,5 +751,6 @@ fn a_remote_change_relists_at_most_poll_listing_concurrency_directories_at_once(
     assert_eq!(most_at_once, 2);
 }
 
+mod copies;
 mod overlay;
 mod readers;

@@ -51,7 +51,7 @@ fn unmount(path: &Path) -> Result<()> {
 pub fn run(cli: Cli<FuseOpts>, signals: libc::sigset_t) -> Result<()> {
     let o = &cli.opts;
     let (notifier, kernel_slot) = FuseNotifier::new();
-    let mount = setup::start(Frontend::Fuse, o, &cli.cmd, Some(Box::new(notifier)))?;
+    let mount = setup::start(Frontend::Fuse, o, &cli.cmd, Some(Box::new(notifier)), !cli.frontend.direct_io)?;
     let info = &mount.info;
     let mountpoint = mount.mountpoint.clone();
 
@@ -73,7 +73,7 @@ pub fn run(cli: Cli<FuseOpts>, signals: libc::sigset_t) -> Result<()> {
     config.acl = acl;
     config.n_threads = Some(o.max_threads.max(1));
     let session = fuser::Session::new(
-        FuseAdapter::new(mount.running.handle.clone(), cli.frontend.direct_io),
+        FuseAdapter::new(mount.running.handle.clone(), cli.frontend.direct_io, mount.has_copies()),
         &mountpoint,
         &config,
     )

@@ -89,7 +89,7 @@ pub fn run(cli: Cli<NfsOpts>, signals: libc::sigset_t) -> Result<()> {
     if !n.no_kernel_mount {
         check_kernel_mount()?;
     }
-    let mount = setup::start(Frontend::Nfs, o, &cli.cmd, None)?;
+    let mount = setup::start(Frontend::Nfs, o, &cli.cmd, None, false)?;
     let session = Session::new(mount.running.handle.clone(), Handles::new(mount.identity_seed));
     let config = ServerConfig { insecure_ports: n.nfs_insecure_port, anonymous: Caller::new(65534, 65534) };
     let server = match Server::bind(n.nfs_listen, session, config) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use hfm_core::config::{AccessPolicy, ReadPolicy, Source, WriteMode, WritePolicy};
+use hfm_core::config::{AccessPolicy, CopyPolicy, ReadPolicy, Source, WriteMode, WritePolicy};
 use hfm_core::hub::{self, HubUrls};
 use hfm_core::{Filesystem, MountConfig, MountInfo};
 use hfm_driver::{Clock, DrainOutcome, Driver, Notifier, Running};
@@ -196,6 +196,36 @@ fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, s
     Ok(cfg)
 }
 
+/// Files smaller than this are never copied: the FUSE page cache serves them as well.
+const COPY_MIN_SIZE: u64 = 8 << 20;
+
+/// A fresh directory for this mount's local copies, after removing those of mounts that
+/// ended without removing theirs. `None` (no copies) unless run by root: registering a
+/// backing file with the kernel needs `CAP_SYS_ADMIN`.
+fn copies_dir(cache_dir: &Path) -> Option<PathBuf> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let root = cache_dir.join("copies");
+    for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        if pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } != 0) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = root.join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::warn!("no local copies ({}: {e}); files read through the mount", dir.display());
+            None
+        }
+    }
+}
+
 /// Which frontend serves the mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frontend {
@@ -226,6 +256,8 @@ pub struct Started {
     pub identity_seed: u64,
     pub started: std::time::Instant,
     staging: PathBuf,
+    /// This mount's local copies (`MountConfig::copies`), removed when it ends.
+    copies: Option<PathBuf>,
     instance: Option<recovery::Instance>,
     journal_root: Option<PathBuf>,
     bucket_id: Option<String>,
@@ -234,7 +266,15 @@ pub struct Started {
 }
 
 /// Resolve the source and start the runtime; `notifier` receives core's kernel invalidations.
-pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<dyn Notifier>>) -> Result<Started> {
+/// `passthrough`: the frontend can open local copies through the kernel (FUSE without
+/// `--direct-io`); copies are kept if the mount is read-only and run by root.
+pub fn start(
+    frontend: Frontend,
+    o: &MountOpts,
+    cmd: &Cmd,
+    notifier: Option<Box<dyn Notifier>>,
+    passthrough: bool,
+) -> Result<Started> {
     let mountpoint = match cmd {
         Cmd::Repo { mountpoint, .. } | Cmd::Bucket { mountpoint, .. } => mountpoint.clone(),
     };
@@ -259,6 +299,13 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
     let instance = journal_root.as_deref().map(|root| recovery::Instance::claim(root, start_nonce())).transpose()?;
     let staging = instance.as_ref().map_or_else(|| cache_dir.join("staging"), |i| i.dir.clone());
     let mut cfg = mount_config(frontend, o, cmd, token.current().is_some(), &staging)?;
+    let copies =
+        (passthrough && cfg.writes.mode == WriteMode::ReadOnly && !o.overlay).then(|| copies_dir(&cache_dir)).flatten();
+    cfg.copies = copies.as_ref().map(|dir| CopyPolicy {
+        dir: format!("{}/", dir.display()),
+        min_size: COPY_MIN_SIZE,
+        max_bytes: o.cache_size,
+    });
     // Subfolders of one source are different exports: their handles must not mix.
     let identity_seed = hfm_core::identity::mount_seed(&format!("{}/{}", cfg.source.identity_key(), cfg.subfolder));
 
@@ -298,6 +345,7 @@ pub fn start(frontend: Frontend, o: &MountOpts, cmd: &Cmd, notifier: Option<Box<
         identity_seed,
         started,
         staging,
+        copies,
         instance,
         journal_root,
         bucket_id,
@@ -351,6 +399,11 @@ impl Started {
         Ok(())
     }
 
+    /// Core keeps local copies for passthrough opens.
+    pub fn has_copies(&self) -> bool {
+        self.copies.is_some()
+    }
+
     pub fn drain_limit(&self) -> Duration {
         self.drain_limit
     }
@@ -369,10 +422,14 @@ impl Started {
         if !unsaved && self.instance.is_some() {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
-        if let Some(fs) = self.running.stop() {
+        let stopped = self.running.stop();
+        if let Some(dir) = &self.copies {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(fs) = &stopped {
             let s = fs.stats();
             eprintln!(
-                "{program}: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes, {} streamed), {} commits",
+                "{program}: unmounted; {} hub requests, {} fetches ({} retried), {} bytes fetched ({} from CAS) for {} bytes read; {} uploads ({} bytes, {} streamed), {} commits; {} local copies, {} opens through them",
                 s.hub_requests,
                 s.fetches,
                 s.retries,
@@ -383,6 +440,8 @@ impl Started {
                 s.bytes_uploaded,
                 s.bytes_streamed,
                 s.commits,
+                s.copies_made,
+                s.opens_through_copies,
             );
         }
         if unsaved {

@@ -3,7 +3,10 @@
 //! fuser thread ever waits on the network. When core answers, the reply object is filled in from
 //! the runtime's thread. No filesystem decision is made here.
 
+mod backing;
+
 use std::ffi::OsStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -23,13 +26,17 @@ pub use fuser::{Config, MountOption, SessionACL};
 pub struct FuseAdapter {
     handle: Handle,
     direct_io: bool,
+    /// Core may answer opens with local copies: ask the kernel for passthrough.
+    passthrough: bool,
+    backings: Arc<backing::Backings>,
 }
 
 impl FuseAdapter {
     /// `direct_io`: every open bypasses the kernel's page cache (`FOPEN_DIRECT_IO`; mmap stays
     /// allowed where the kernel offers `FUSE_DIRECT_IO_ALLOW_MMAP`, Linux 6.6 and later).
-    pub fn new(handle: Handle, direct_io: bool) -> Self {
-        FuseAdapter { handle, direct_io }
+    /// `passthrough`: core has local copies enabled (`MountConfig::copies`).
+    pub fn new(handle: Handle, direct_io: bool, passthrough: bool) -> Self {
+        FuseAdapter { handle, direct_io, passthrough, backings: Arc::default() }
     }
 
     fn submit(&self, from: &FuseRequest, req: Request, sink: FuseReply) {
@@ -103,8 +110,8 @@ enum FuseReply {
     DirPlus(ReplyDirectoryPlus),
     /// An access check: ok only if every bit of the mask is allowed.
     Access(ReplyEmpty, u32),
-    /// With whether the open bypasses the page cache (`--direct-io`).
-    Open(ReplyOpen, bool),
+    /// With whether the open bypasses the page cache (`--direct-io`), and the backing files.
+    Open(ReplyOpen, bool, Arc<backing::Backings>),
     Empty(ReplyEmpty),
     Statfs(ReplyStatfs),
     Write(fuser::ReplyWrite),
@@ -120,7 +127,7 @@ impl FuseReply {
             FuseReply::Dir(r) => r.error(e),
             FuseReply::DirPlus(r) => r.error(e),
             FuseReply::Access(r, _) => r.error(e),
-            FuseReply::Open(r, _) => r.error(e),
+            FuseReply::Open(r, ..) => r.error(e),
             FuseReply::Empty(r) => r.error(e),
             FuseReply::Statfs(r) => r.error(e),
             FuseReply::Write(r) => r.error(e),
@@ -168,7 +175,12 @@ impl ReplySink for FuseReply {
                 }
             }
             (FuseReply::Empty(r), Reply::Removed { .. } | Reply::Renamed { .. } | Reply::Committed { .. }) => r.ok(),
-            (FuseReply::Open(r, direct_io), Reply::Open { fh, keep_cache }) => {
+            (FuseReply::Open(r, direct_io, backings), Reply::Open { fh, keep_cache, backing }) => {
+                let mut r = Some(r);
+                if backing.is_some_and(|b| backings.reply(&mut r, fh, &b)) {
+                    return;
+                }
+                let Some(r) = r else { return };
                 let flags = match (direct_io, keep_cache) {
                     (true, _) => FopenFlags::FOPEN_DIRECT_IO,
                     (false, true) => FopenFlags::FOPEN_KEEP_CACHE,
@@ -263,6 +275,14 @@ impl fuser::Filesystem for FuseAdapter {
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
+        if self.passthrough && config.capabilities().contains(fuser::InitFlags::FUSE_PASSTHROUGH) {
+            // Backing files sit on a plain local filesystem; this mount stays stackable.
+            if config.set_max_stack_depth(1).is_ok()
+                && config.add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH).is_ok()
+            {
+                self.backings.grant();
+            }
+        }
         Ok(())
     }
 
@@ -396,7 +416,11 @@ impl fuser::Filesystem for FuseAdapter {
     fn open(&self, from: &FuseRequest, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        self.submit(from, Request::Open { ino: ino.0, write, truncate }, FuseReply::Open(reply, self.direct_io));
+        self.submit(
+            from,
+            Request::Open { ino: ino.0, write, truncate },
+            FuseReply::Open(reply, self.direct_io, self.backings.clone()),
+        );
     }
 
     fn read(
@@ -461,6 +485,7 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.backings.released(fh.0);
         self.submit(from, Request::Release { fh: fh.0 }, FuseReply::Empty(reply));
     }
 

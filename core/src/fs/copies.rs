@@ -1,0 +1,277 @@
+//! Local copies of large files read whole, opened through the kernel's FUSE passthrough
+//! (`MountConfig::copies`: read-only FUSE mounts whose process may register backing files).
+//!
+//! The bytes fetched for a file of at least `min_size` are also written to a copy of its own
+//! (a staging-file edit, off the read path). Once every byte is there, later opens of the file
+//! name the copy (`Reply::Open::backing`) and the kernel reads it directly: its page cache,
+//! in large folios, and mmap, with no request to the mount.
+//!
+//! The kernel lets an inode be open through one copy or through its own page cache, never
+//! both: an open follows the mode the file's open handles are in, and a file open in the
+//! page-cache mode is not switched until its last close. A content change retires the copy;
+//! it is removed at its last close, and opens made meanwhile still name it but read through
+//! the mount (`direct_io`: only their mmaps see the old copy). Copies hold at most
+//! `max_bytes` together; the least recently opened, not open, go first.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::collections::Map;
+use crate::effect::{Effect, StageEdit, StageOp};
+use crate::error::{FsError, LogLevel};
+use crate::inode::{Ino, NodeKind};
+use crate::request::Backing;
+
+use super::flights::Purpose;
+use super::Filesystem;
+
+/// The copy of one file's current content.
+struct Copy {
+    identity: u64,
+    path: String,
+    size: u64,
+    /// Byte ranges on disk, sorted and merged.
+    covered: Vec<Range<u64>>,
+    /// Writes in flight.
+    writing: u32,
+    /// When it was last opened (a counter), for eviction.
+    used: u64,
+}
+
+impl Copy {
+    fn complete(&self) -> bool {
+        self.writing == 0 && self.covered.first() == Some(&(0..self.size))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Copies {
+    /// The copy of each file's current content, being written or complete.
+    of: Map<Ino, Copy>,
+    /// How each open handle of a file with copies enabled reads it: through which copy, or
+    /// the page cache (`None`).
+    handles: Map<u64, (Ino, Option<String>)>,
+    /// Handles open through each copy, and its file.
+    through: Map<String, (Ino, u32)>,
+    /// Handles open in the page-cache mode, per file.
+    cached: Map<Ino, u32>,
+    /// Copies of content that changed, still open: removed at their last close.
+    retired: crate::collections::Set<String>,
+    /// Bytes the current copies may take on disk.
+    bytes: u64,
+    next: u64,
+    clock: u64,
+}
+
+impl Copies {
+    fn open_through(&self, ino: Ino) -> Option<&String> {
+        self.through.iter().find(|(_, (i, n))| *i == ino && *n > 0).map(|(path, _)| path)
+    }
+}
+
+impl Filesystem {
+    /// How the new handle `fh` of `ino` reads: through a copy (`Some`) or the page cache.
+    pub(crate) fn copy_for_open(&mut self, ino: Ino, fh: u64) -> Option<Backing> {
+        self.cfg.copies.as_ref()?;
+        let identity = self.content_identity(ino);
+        let copies = &mut self.copies;
+        let open_copy = copies.open_through(ino).cloned();
+        let chosen = match open_copy {
+            // Open through a copy: every open of the file must name that same copy.
+            Some(path) => {
+                let current = copies.of.get(&ino).is_some_and(|c| c.path == path && Some(c.identity) == identity);
+                Some(Backing { path, direct_io: !current })
+            }
+            None if copies.cached.get(&ino).is_some_and(|n| *n > 0) => None,
+            None => copies
+                .of
+                .get(&ino)
+                .filter(|c| c.complete() && Some(c.identity) == identity)
+                .map(|c| Backing { path: c.path.clone(), direct_io: false }),
+        };
+        match &chosen {
+            Some(b) => {
+                copies.through.entry(b.path.clone()).or_insert((ino, 0)).1 += 1;
+                copies.clock += 1;
+                if let Some(c) = copies.of.get_mut(&ino).filter(|c| c.path == b.path) {
+                    c.used = copies.clock;
+                }
+                self.stats.opens_through_copies += 1;
+            }
+            None => *copies.cached.entry(ino).or_default() += 1,
+        }
+        self.copies.handles.insert(fh, (ino, chosen.as_ref().map(|b| b.path.clone())));
+        chosen
+    }
+
+    /// Handle `fh` closed.
+    pub(crate) fn copy_closed(&mut self, fh: u64) {
+        match self.copies.handles.remove(&fh) {
+            None => {}
+            Some((ino, None)) => {
+                if let Some(n) = self.copies.cached.get_mut(&ino) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.copies.cached.remove(&ino);
+                    }
+                }
+            }
+            Some((_, Some(path))) => {
+                let Some((_, n)) = self.copies.through.get_mut(&path) else { return };
+                *n -= 1;
+                if *n == 0 {
+                    self.copies.through.remove(&path);
+                    if self.copies.retired.remove(&path) {
+                        self.remove_copy_file(path);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes of `ino` at `offset` arrived from the Hub: write them to its copy.
+    pub(crate) fn copy_fetched(&mut self, ino: Ino, offset: u64, pieces: &[Bytes]) {
+        let Some(policy) = self.cfg.copies.clone() else { return };
+        let Some(NodeKind::File { size, .. }) = self.inodes.get(ino).map(|n| &n.kind) else { return };
+        let size = *size;
+        let Some(identity) = self.content_identity(ino) else { return };
+        if size < policy.min_size || self.writes.has(ino) {
+            return;
+        }
+        if self.copies.of.get(&ino).is_some_and(|c| c.identity != identity) {
+            self.retire_copy(ino);
+        }
+        if !self.copies.of.contains_key(&ino) {
+            if !self.make_room(size, policy.max_bytes) {
+                return;
+            }
+            self.copies.next += 1;
+            let path = format!("{}copy-{}", policy.dir, self.copies.next);
+            let copy = Copy { identity, path, size, covered: Vec::new(), writing: 0, used: 0 };
+            self.copies.of.insert(ino, copy);
+            self.copies.bytes += size;
+        }
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        let range = offset..offset + len;
+        let Some(copy) = self.copies.of.get_mut(&ino) else { return };
+        if copy.covered.iter().any(|c| c.start <= range.start && range.end <= c.end) {
+            return;
+        }
+        copy.writing += 1;
+        let mut at = offset;
+        let edits = pieces
+            .iter()
+            .map(|p| {
+                let edit = StageEdit::Write { offset: at, data: p.clone() };
+                at += p.len() as u64;
+                edit
+            })
+            .collect();
+        let effect = Effect::Stage(StageOp::Edit { path: copy.path.clone(), edits });
+        let path = copy.path.clone();
+        self.start_effect(Purpose::Copy { ino, path, range: Some(range) }, effect);
+    }
+
+    /// A write to, or the removal of, a copy ended.
+    pub(crate) fn on_copy_step(
+        &mut self,
+        ino: Ino,
+        path: String,
+        range: Option<Range<u64>>,
+        result: Result<(), FsError>,
+    ) {
+        let Some(range) = range else {
+            if let Err(e) = result {
+                self.log(LogLevel::Warn, format!("removing the local copy {path}: {}", e.detail));
+            }
+            return;
+        };
+        let Some(copy) = self.copies.of.get_mut(&ino).filter(|c| c.path == path) else {
+            // Retired while this write was in flight: the write may have created it again.
+            if !self.copies.through.contains_key(&path) {
+                self.remove_copy_file(path);
+            }
+            return;
+        };
+        copy.writing -= 1;
+        match result {
+            Ok(()) => {
+                insert_range(&mut copy.covered, range);
+                if copy.complete() {
+                    self.stats.copies_made += 1;
+                }
+            }
+            Err(e) => {
+                self.log(
+                    LogLevel::Warn,
+                    format!("local copy {path} not kept ({}); the file reads through the mount", e.detail),
+                );
+                self.retire_copy(ino);
+            }
+        }
+    }
+
+    /// `ino`'s copy no longer matches its content (or cannot be kept): forget it, and remove
+    /// it now or at its last close.
+    pub(crate) fn retire_copy(&mut self, ino: Ino) {
+        let Some(copy) = self.copies.of.remove(&ino) else { return };
+        self.copies.bytes -= copy.size;
+        if self.copies.through.contains_key(&copy.path) {
+            self.copies.retired.insert(copy.path);
+        } else {
+            self.remove_copy_file(copy.path);
+        }
+    }
+
+    /// Retire the least recently opened copies not open until `size` more bytes fit.
+    fn make_room(&mut self, size: u64, max_bytes: u64) -> bool {
+        while self.copies.bytes + size > max_bytes {
+            let victim = (self.copies.of.iter())
+                .filter(|(_, c)| !self.copies.through.contains_key(&c.path))
+                .min_by_key(|(_, c)| (c.used, c.path.clone()))
+                .map(|(ino, _)| *ino);
+            match victim {
+                Some(ino) => self.retire_copy(ino),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn remove_copy_file(&mut self, path: String) {
+        let effect = Effect::Stage(StageOp::Remove { path: path.clone() });
+        self.start_effect(Purpose::Copy { ino: crate::inode::ROOT_INO, path, range: None }, effect);
+    }
+}
+
+/// Add `range` to the sorted, merged `ranges`.
+fn insert_range(ranges: &mut Vec<Range<u64>>, range: Range<u64>) {
+    let mut merged = range;
+    ranges.retain(|r| {
+        let touches = r.start <= merged.end && merged.start <= r.end;
+        if touches {
+            merged = merged.start.min(r.start)..merged.end.max(r.end);
+        }
+        !touches
+    });
+    let at = ranges.partition_point(|r| r.start < merged.start);
+    ranges.insert(at, merged);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::insert_range;
+
+    #[test]
+    fn ranges_merge_whatever_order_they_come_in() {
+        let mut r = Vec::new();
+        for piece in [8..12, 0..4, 12..16, 4..8, 2..6] {
+            insert_range(&mut r, piece);
+        }
+        assert_eq!(r, vec![0..16]);
+        let mut r = vec![0..2, 6..8];
+        insert_range(&mut r, 3..4);
+        assert_eq!(r, vec![0..2, 3..4, 6..8]);
+    }
+}
