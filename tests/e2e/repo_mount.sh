@@ -78,7 +78,11 @@ mounted pages repo alice/e2e
 f=weights/shard-1.bin; size=$(stat -c %s "$work/v2/$f")
 cat "$work/mnt/pages/$f" >/dev/null; cat "$work/mnt/pages/$f" >/dev/null; cmp -s "$work/mnt/pages/$f" "$work/v2/$f"
 bytes_read() { pid=$(pgrep -f "hf-mount-fuse.*$work/mnt/pages\$"); kill -TERM "$pid"; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; grep -o '[0-9]* bytes read' "$work/mount-pages.log" | cut -d' ' -f1; }
-check "a re-open of an unchanged file (branch mount) is served from the page cache: 3 reads, the mount read it once" test "$(bytes_read)" = "$size"
+big=weights/model.safetensors; big_size=$(stat -c %s "$work/v2/$big")
+cat "$work/mnt/pages/$big" >/dev/null; sleep 0.5; cmp -s "$work/mnt/pages/$big" "$work/v2/$big"
+check "random preads and an mmap through the local copy match" python3 "$here/preads.py" "$work/mnt/pages/$big" "$work/v2/$big" 50
+check "a re-open of an unchanged file (branch mount) is served from the page cache or a local copy: the mount read each once" test "$(bytes_read)" = "$((size + big_size))"
+check "a large file read whole is opened through its local copy (passthrough) on later opens" grep -Eq '; 1 local copies, [1-9][0-9]* opens through them' "$work/mount-pages.log"
 mounted sub repo alice/e2e/nested/d0/d1
 check "subfolder mount shows only that subtree" diff <(listing "$work/v2/nested/d0/d1") <(listing "$work/mnt/sub")
 
@@ -148,6 +152,39 @@ api.upload_file(path_or_fileobj='$work/py-upload.bin', path_in_repo='from-python
 api.delete_file('added-in-v3.txt', repo_id='alice/e2e')"
 check "the branch mount follows it: the new Xet file reads back" eventually cmp "$work/py-upload.bin" "$work/mnt/follow/from-python/weights.bin"
 check "and the deleted file is gone" eventually test ! -e "$work/mnt/follow/added-in-v3.txt"
+# Local copies (root, read-only FUSE mount): the file just read whole is kept beside the
+# chunk cache, later opens read it through the kernel (passthrough), and a remote change
+# while one of them is open gives new opens the new bytes; the old copy goes at its last close.
+copies=$(ls -d "$work"/cache-follow/copies/*/)
+check "a large file read whole is kept as a local copy with its exact bytes" eventually bash -c "cmp -s '$work/py-upload.bin' $copies/copy-*"
+head -c 12000000 /dev/urandom > "$work/py-upload-2.bin"
+check "a remote change while the copy is open: new opens read the new bytes, never the old" python3 -c "
+import os, time, mmap
+from huggingface_hub import HfApi
+path = '$work/mnt/follow/from-python/weights.bin'
+old, new = open('$work/py-upload.bin', 'rb').read(), open('$work/py-upload-2.bin', 'rb').read()
+held = open(path, 'rb')
+assert held.read() == old
+HfApi(endpoint='$ep', token='alice-token').upload_file(path_or_fileobj='$work/py-upload-2.bin', path_in_repo='from-python/weights.bin', repo_id='alice/e2e')
+for _ in range(150):
+    with open(path, 'rb') as f:
+        got = f.read()
+    assert got in (old, new), 'neither version'
+    if got == new:
+        break
+    time.sleep(0.1)
+assert got == new, 'the new version never showed'
+held.close()
+# Once the old copy's last open is gone, mmaps show the new bytes too (until then a new open's
+# mmap may map the old copy: see docs/SEMANTICS.md).
+for _ in range(50):
+    with open(path, 'rb') as f:
+        m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        if m[:] == new:
+            break
+    time.sleep(0.1)
+assert m[:] == new, 'mmap of a new open shows the new bytes'"
+check "the retired copy is removed at its last close, the new content copied once read whole" eventually bash -c "ls $copies | wc -l | grep -qx 1 && cmp -s '$work/py-upload-2.bin' $copies/copy-*"
 check "a commit-sha mount never moves" diff "$work/v2/README.md" "$work/mnt/sha/README.md"
 MOUNT_EXTRA=(--poll-interval-secs 0)
 
