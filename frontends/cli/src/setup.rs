@@ -200,11 +200,12 @@ fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, s
 const COPY_MIN_SIZE: u64 = 8 << 20;
 
 /// A fresh directory for this mount's local copies, after removing those of mounts that
-/// ended without removing theirs. `None` (no copies) unless run by root: registering a
-/// backing file with the kernel needs `CAP_SYS_ADMIN`.
+/// ended without removing theirs. `None` (no copies) unless run by root (registering a
+/// backing file with the kernel needs `CAP_SYS_ADMIN`) on Linux 6.9 or later (FUSE
+/// passthrough); the FUSE adapter also says so if the kernel still refuses it at `init`.
 fn copies_dir(cache_dir: &Path) -> Option<PathBuf> {
     // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if unsafe { libc::geteuid() } != 0 || kernel_release().is_none_or(|v| v < (6, 9)) {
         return None;
     }
     let root = cache_dir.join("copies");
@@ -224,6 +225,15 @@ fn copies_dir(cache_dir: &Path) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// The running kernel's major and minor version.
+fn kernel_release() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// Which frontend serves the mount.

@@ -30,10 +30,14 @@ impl Backings {
         self.granted.store(true, Ordering::Relaxed);
     }
 
+    pub fn granted(&self) -> bool {
+        self.granted.load(Ordering::Relaxed)
+    }
+
     /// Answer an open through `backing`; false if it cannot be (then the caller answers it
     /// as a plain open).
     pub fn reply(&self, reply: &mut Option<ReplyOpen>, fh: u64, backing: &Backing) -> bool {
-        if !self.granted.load(Ordering::Relaxed) {
+        if !self.granted() {
             return false;
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());

@@ -283,6 +283,9 @@ impl fuser::Filesystem for FuseAdapter {
                 self.backings.grant();
             }
         }
+        if self.passthrough && !self.backings.granted() {
+            tracing::warn!("the kernel refused FUSE passthrough: every open reads through the mount");
+        }
         Ok(())
     }
 
