@@ -73,7 +73,8 @@ mount_at "$work/mnt1" "$work/cache"
 drop_caches
 dd if="$work/mnt1/big.bin" of=/dev/null bs=1M status=none
 rss=$(awk '/VmHWM/{print int($2/1024)}' /proc/$mpid/status)
-cache_bytes=$(du -sb --exclude=xet "$work/cache" | cut -f1)
+cache_bytes=$(du -sb --exclude=xet --exclude=copies "$work/cache" | cut -f1)
+copies_bytes=$(du -sb "$work/cache/copies" 2>/dev/null | cut -f1)
 echo "mount usable after:          ${usable} s             (limit: 0.1 s)"
 echo "cold sequential, no cache:   ${cold_nocache} MB/s vs direct xet-core ${direct} MB/s  ratio $(ratio "$cold_nocache" "$direct")  (limit: >= 1.0; medians of $runs)"
 echo "cold sequential, disk cache: ${cold} MB/s vs direct xet-core with the same cache ${direct_cached} MB/s  ratio $(ratio "$cold" "$direct_cached")  (limit: >= 1.0; medians of $runs)"
@@ -81,6 +82,7 @@ echo "cold sequential vs download: ${cold} MB/s vs xet-core downloading the file
 echo "  raw CAS transfer of the same reconstruction (no decoding): ${raw} MB/s  (the ceiling)"
 echo "peak RSS, one seq reader:    ${rss} MiB             (limit: 128 MiB)"
 echo "chunk cache after that read: $((cache_bytes >> 20)) MiB for $((size >> 20)) MiB read  ratio $(ratio "$cache_bytes" "$size")  (limit: <= 1.05)"
+echo "  besides it, the local copy for passthrough opens (root, Linux 6.9+): $((${copies_bytes:-0} >> 20)) MiB"
 
 # Re-read in the same mount with a new open: the kernel's page cache serves it (the mount is at
 # a branch; its content has not changed), against a local file's re-read from the page cache.

@@ -20,8 +20,9 @@ pub enum Effect {
     HubGet { url: String },
     /// GET `range` of a regular (non-xet) file through its resolve URL; completion is `Bytes`.
     HubRange { url: String, range: Range<u64> },
-    /// Reconstruct `range` of a xet-stored file through CAS; completion is `Bytes`.
-    CasRange { token_url: Arc<str>, xet_hash: String, file_size: u64, range: Range<u64> },
+    /// Reconstruct `range` of a xet-stored file through CAS; completion is `Bytes`. Without
+    /// `chunk_cache` the bytes are not kept in the disk chunk cache (they go to a local copy).
+    CasRange { token_url: Arc<str>, xet_hash: String, file_size: u64, range: Range<u64>, chunk_cache: bool },
     /// POST `body` to a Hub API URL; the completion is `Completion::Http`.
     HubPost { url: String, content_type: &'static str, body: Bytes },
     /// A step of an upload stream (upload while writing); `Done`, or `Uploaded` for `Finish`.

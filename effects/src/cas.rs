@@ -32,8 +32,8 @@ pub struct CasReader {
     ctx: XetContext,
     hub: HubClient,
     cache: CacheSettings,
-    /// Sessions by the Hub URL of their token.
-    sessions: Mutex<BTreeMap<String, Arc<FileDownloadSession>>>,
+    /// Sessions by the Hub URL of their token, and whether they use the chunk cache.
+    sessions: Mutex<BTreeMap<(String, bool), Arc<FileDownloadSession>>>,
 }
 
 pub(crate) struct HubTokenRefresher {
@@ -102,17 +102,19 @@ impl CasReader {
     /// A call through `token_url`'s session failed: the next one builds a new session with a
     /// fresh token, and so learns the CAS address again (it may have moved).
     fn forget(&self, token_url: &str) {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(token_url);
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|(url, _), _| url != token_url);
     }
 
-    /// The session for xet token URL `token_url` (a repo at a commit, or a bucket).
-    fn session(&self, token_url: &str) -> Result<Arc<FileDownloadSession>, EffectFailure> {
+    /// The session for xet token URL `token_url` (a repo at a commit, or a bucket), with the
+    /// disk chunk cache (when the mount has one) or without.
+    fn session(&self, token_url: &str, cached: bool) -> Result<Arc<FileDownloadSession>, EffectFailure> {
         let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = guard.get(token_url) {
+        let key = (token_url.to_string(), cached);
+        if let Some(s) = guard.get(&key) {
             return Ok(s.clone());
         }
         let config = translator_config(&self.ctx, &self.hub, token_url, &self.cache.xet_dir)?;
-        let chunk_cache = match &self.cache.dir {
+        let chunk_cache = match self.cache.dir.as_ref().filter(|_| cached) {
             Some(dir) => Some(
                 get_cache(
                     &self.ctx.config,
@@ -134,7 +136,7 @@ impl CasReader {
             .external_run_async_task(FileDownloadSession::new(Arc::new(config), chunk_cache))
             .map_err(|e| cas_failure("xet runtime", e))?
             .map_err(|e| cas_failure("opening CAS session", e))?;
-        guard.insert(token_url.to_string(), session.clone());
+        guard.insert(key, session.clone());
         Ok(session)
     }
 
@@ -145,11 +147,12 @@ impl CasReader {
         hash: &str,
         file_size: u64,
         range: Range<u64>,
+        chunk_cache: bool,
     ) -> Result<Vec<Bytes>, EffectFailure> {
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        let session = self.session(token_url)?;
+        let session = self.session(token_url, chunk_cache)?;
         let info = XetFileInfo::new(hash.to_string(), file_size);
         let task = async move {
             let (id, mut stream) = session.download_stream(&info, Some(range)).await.map_err(|e| e.to_string())?;
@@ -185,7 +188,7 @@ impl CasReader {
         file_size: u64,
         path: &std::path::Path,
     ) -> Result<(), EffectFailure> {
-        let session = self.session(token_url)?;
+        let session = self.session(token_url, true)?;
         let info = XetFileInfo::new(hash.to_string(), file_size);
         let path = path.to_path_buf();
         let task = async move { session.download_file(&info, &path).await.map_err(|e| e.to_string()) };

@@ -71,8 +71,8 @@ impl hfm_driver::Executor for Executor {
             Effect::HubRange { url, range } => {
                 self.hub.get_range(url, range.clone()).map(|b| Completion::Bytes(vec![b]))
             }
-            Effect::CasRange { token_url, xet_hash, file_size, range } => {
-                self.cas.read_range(token_url, xet_hash, *file_size, range.clone()).map(Completion::Bytes)
+            Effect::CasRange { token_url, xet_hash, file_size, range, chunk_cache } => {
+                self.cas.read_range(token_url, xet_hash, *file_size, range.clone(), *chunk_cache).map(Completion::Bytes)
             }
             Effect::HubPost { url, content_type, body } => self.hub.post(url, content_type, body).map(Completion::Http),
             Effect::Stage(op) => stage::execute(op, &self.cas),

@@ -130,6 +130,15 @@ impl Filesystem {
         }
     }
 
+    /// Do fetches of `ino` skip the disk chunk cache? Yes while a reader reads it in order and
+    /// its copy is being written: the copy keeps those bytes, written to the disk once rather
+    /// than twice (random reads keep using the chunk cache).
+    pub(crate) fn copy_replaces_cache(&self, ino: Ino) -> bool {
+        let sequential = self.reads.has_sequential_reader(ino, &self.cfg.policy);
+        let identity = self.content_identity(ino);
+        sequential && self.copies.of.get(&ino).is_some_and(|c| Some(c.identity) == identity && !c.complete())
+    }
+
     /// Bytes of `ino` at `offset` arrived from the Hub: write them to its copy.
     pub(crate) fn copy_fetched(&mut self, ino: Ino, offset: u64, pieces: &[Bytes]) {
         let Some(policy) = self.cfg.copies.clone() else { return };

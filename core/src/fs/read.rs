@@ -92,6 +92,12 @@ impl Reads {
         self.active_positions(ino, now).count()
     }
 
+    /// Does a reader of `ino` read it in order (its read-ahead is on)?
+    pub fn has_sequential_reader(&self, ino: Ino, policy: &crate::config::ReadPolicy) -> bool {
+        let readers = self.readers_of.get(&ino).map_or(&[][..], Vec::as_slice);
+        readers.iter().filter_map(|r| self.patterns.get(r)).any(|(_, p, _)| p.window(policy) > 0)
+    }
+
     /// Are bytes of `ino` being fetched?
     pub fn is_fetching(&self, ino: Ino) -> bool {
         self.fetching.get(&ino).is_some_and(|v| !v.is_empty())
@@ -250,6 +256,7 @@ impl Filesystem {
         }
         let Some(NodeKind::File { size, source }) = self.inodes.get(ino).map(|n| n.kind.clone()) else { return };
         let max_fetch = self.cfg.policy.max_fetch;
+        let chunk_cache = !self.copy_replaces_cache(ino);
         for piece in pieces {
             let mut start = piece.start;
             while start < piece.end {
@@ -261,6 +268,7 @@ impl Filesystem {
                         xet_hash: hash.clone(),
                         file_size: size,
                         range: start..end,
+                        chunk_cache,
                     },
                     (ContentSource::Regular { .. }, Remote::Repo { repo, commit, .. }) => {
                         let url = self.cfg.urls.resolve(repo, commit, &self.inodes.path(ino));

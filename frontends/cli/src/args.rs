@@ -100,6 +100,10 @@ pub struct MountOpts {
     /// Do not use the on-disk chunk cache.
     #[arg(long, global = true)]
     pub no_disk_cache: bool,
+    /// Keep no local copies of files read whole (read-only FUSE mounts run by root keep them
+    /// by default and open them through the kernel's FUSE passthrough).
+    #[arg(long, global = true)]
+    pub no_local_copies: bool,
     /// Writable buckets: most bytes the staging files may hold together (suffixes K, M, G, T;
     /// default: as much as the disk takes). Writes that would pass it get ENOSPC; files already
     /// in the bucket free their share once closed.

@@ -309,8 +309,9 @@ pub fn start(
     let instance = journal_root.as_deref().map(|root| recovery::Instance::claim(root, start_nonce())).transpose()?;
     let staging = instance.as_ref().map_or_else(|| cache_dir.join("staging"), |i| i.dir.clone());
     let mut cfg = mount_config(frontend, o, cmd, token.current().is_some(), &staging)?;
-    let copies =
-        (passthrough && cfg.writes.mode == WriteMode::ReadOnly && !o.overlay).then(|| copies_dir(&cache_dir)).flatten();
+    let keep_copies =
+        passthrough && cfg.writes.mode == WriteMode::ReadOnly && !o.overlay && !o.no_disk_cache && !o.no_local_copies;
+    let copies = keep_copies.then(|| copies_dir(&cache_dir)).flatten();
     cfg.copies = copies.as_ref().map(|dir| CopyPolicy {
         dir: format!("{}/", dir.display()),
         min_size: COPY_MIN_SIZE,

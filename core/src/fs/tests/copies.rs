@@ -1,6 +1,7 @@
 //! Local copies for passthrough opens: a large file read whole gets a copy with its exact
 //! bytes, later opens name it once no open of the file uses the page cache, a remote change
-//! retires it (opens meanwhile read through the mount) and it is removed at its last close.
+//! retires it (opens meanwhile read through the mount) and it is removed at its last close;
+//! while a copy is written for a sequential reader, fetches skip the disk chunk cache.
 
 use std::collections::BTreeMap;
 
@@ -19,11 +20,14 @@ fn byte_at(offset: u64) -> u8 {
     (offset % 251) as u8
 }
 
-/// Run every effect: CAS fetches answer `byte_at`, staging edits and removals act on `disk`.
-fn run(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>, now: Instant) {
+/// Run every effect: CAS fetches answer `byte_at`, staging edits and removals act on `disk`;
+/// returns how many fetches skipped the disk chunk cache.
+fn run(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>, now: Instant) -> usize {
+    let mut uncached = 0;
     while let Some((id, effect)) = fs.poll_effect() {
         let done = match effect {
-            Effect::CasRange { range, .. } => {
+            Effect::CasRange { range, chunk_cache, .. } => {
+                uncached += usize::from(!chunk_cache);
                 Completion::Bytes(vec![Bytes::from(range.map(byte_at).collect::<Vec<_>>())])
             }
             Effect::Stage(StageOp::Edit { path, edits }) => {
@@ -44,6 +48,7 @@ fn run(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>, now: Instant) 
         };
         fs.handle_completion(id, done, now);
     }
+    uncached
 }
 
 fn open(fs: &mut Filesystem, ino: Ino) -> (u64, Option<Backing>) {
@@ -57,15 +62,18 @@ fn release(fs: &mut Filesystem, fh: u64) {
     assert_eq!(answer(fs, Request::Release { fh }), Reply::Empty);
 }
 
-/// Read all of `ino` through `fh` in 128 KiB reads, checking every byte.
-fn read_all(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>, ino: Ino, fh: u64, size: u64) {
+/// Read all of `ino` through `fh` in 128 KiB reads, checking every byte; returns how many
+/// fetches skipped the disk chunk cache.
+fn read_all(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>, ino: Ino, fh: u64, size: u64) -> usize {
+    let mut uncached = 0;
     for offset in (0..size).step_by(128 << 10) {
         let read = Request::Read { ino, fh: Some(fh), offset, size: 128 << 10 };
         fs.handle_request(RequestId(5), Caller::new(7, 8), read, Instant::ZERO);
-        run(fs, disk, Instant::ZERO);
+        uncached += run(fs, disk, Instant::ZERO);
         let Some((_, Reply::Data { data, .. })) = fs.poll_reply() else { panic!("read at {offset} not answered") };
         assert!(data.iter().enumerate().all(|(i, b)| *b == byte_at(offset + i as u64)), "bytes at {offset}");
     }
+    uncached
 }
 
 fn tree(hash: &str) -> String {
@@ -88,7 +96,9 @@ fn a_file_read_whole_is_opened_through_its_copy_until_its_content_changes() {
 
     let (first, backing) = open(&mut fs, big);
     assert_eq!(backing, None, "nothing copied yet");
-    read_all(&mut fs, &mut disk, big, first, 24 * MIB);
+    // Once the reader is sequential, the copy keeps the bytes instead of the chunk cache.
+    let uncached = read_all(&mut fs, &mut disk, big, first, 24 * MIB);
+    assert!(uncached >= 4, "{uncached} fetches skipped the chunk cache");
     let (path, copy) = disk.iter().next().expect("a copy was written");
     assert_eq!(copy.len() as u64, 24 * MIB);
     assert!(copy.iter().enumerate().all(|(i, b)| *b == byte_at(i as u64)), "the copy holds the file's bytes");
@@ -107,7 +117,7 @@ fn a_file_read_whole_is_opened_through_its_copy_until_its_content_changes() {
 
     // A small file is never copied.
     let (fh, _) = open(&mut fs, small);
-    read_all(&mut fs, &mut disk, small, fh, 2 * MIB);
+    assert_eq!(read_all(&mut fs, &mut disk, small, fh, 2 * MIB), 0, "a small file's bytes go to the chunk cache");
     release(&mut fs, fh);
     assert_eq!(disk.len(), 1);
     assert_eq!(open(&mut fs, small).1, None);
