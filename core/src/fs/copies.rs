@@ -26,6 +26,10 @@ use crate::request::Backing;
 use super::flights::Purpose;
 use super::Filesystem;
 
+/// Most writes to one copy in flight (each at most one fetch, 4 MiB) before read-ahead of its
+/// file waits for them.
+const MAX_COPY_WRITES: u32 = 4;
+
 /// The copy of one file's current content.
 struct Copy {
     identity: u64,
@@ -137,6 +141,12 @@ impl Filesystem {
         let sequential = self.reads.has_sequential_reader(ino, &self.cfg.policy);
         let identity = self.content_identity(ino);
         sequential && self.copies.of.get(&ino).is_some_and(|c| Some(c.identity) == identity && !c.complete())
+    }
+
+    /// Are so many writes to `ino`'s copy in flight that reading ahead must wait? (Their bytes
+    /// are held in memory until written: a disk slower than the fetches would grow it.)
+    pub(crate) fn copy_backlogged(&self, ino: Ino) -> bool {
+        self.copies.of.get(&ino).is_some_and(|c| c.writing >= MAX_COPY_WRITES)
     }
 
     /// Bytes of `ino` at `offset` arrived from the Hub: write them to its copy.

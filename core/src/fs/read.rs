@@ -196,7 +196,8 @@ impl Filesystem {
                 plan.ahead = whole_blocks(plan.ahead, self.cfg.policy.max_fetch, file_size);
             }
             let missing = self.missing(ino, plan.ahead.clone());
-            if missing.iter().map(|r| r.end - r.start).sum::<u64>() * 2 >= plan.ahead.end - plan.ahead.start {
+            let worth = missing.iter().map(|r| r.end - r.start).sum::<u64>() * 2 >= plan.ahead.end - plan.ahead.start;
+            if worth && !self.copy_backlogged(ino) {
                 self.fetch(ino, missing, blocks);
             }
             // Only what every reader of the file has passed goes first: the leader of several
