@@ -1,6 +1,10 @@
 # Shared by the benchmarks: a work dir cleaned up on exit, timing and statistics helpers, and
 # hubsim on loopback (`start_hubsim`, sets $ep). Expects $bin to be set by the caller.
 work=$(mktemp -d /tmp/hfm-bench.XXXXXX)
+# xet-core clients (hubsim seed, huggingface_hub) keep a dedup cache per CAS URL under
+# HF_XET_CACHE; a hubsim reusing a port another run's hubsim had would inherit its entries and
+# skip uploading what that one held (seen: a file's reconstruction 404 after a seed). One per run.
+export HF_XET_CACHE="$work/xet-client-cache"
 pids=()
 cleanup() {
   for m in "$work"/mnt*; do if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m"; fi; done

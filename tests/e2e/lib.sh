@@ -3,6 +3,10 @@
 # Expects $bin (directory of the release binaries) to be set by the caller. Every mount uses the
 # runtime named by HF_MOUNT_RUNTIME (smol by default; CI runs each suite with both).
 work=$(mktemp -d /tmp/hfm-e2e.XXXXXX)
+# xet-core clients (hubsim seed, huggingface_hub) keep a dedup cache per CAS URL under
+# HF_XET_CACHE; a hubsim reusing a port another run's hubsim had would inherit its entries and
+# skip uploading what that one held (seen: a file's reconstruction 404 after a seed). One per run.
+export HF_XET_CACHE="$work/xet-client-cache"
 export HF_MOUNT_RUNTIME=${HF_MOUNT_RUNTIME:-smol}
 echo "# runtime: $HF_MOUNT_RUNTIME"
 pass=0; fail=0; pids=()
