@@ -17,14 +17,14 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::collections::Map;
+use crate::collections::{Map, Set};
 use crate::effect::{Effect, StageEdit, StageOp};
 use crate::error::{FsError, LogLevel};
 use crate::inode::{Ino, NodeKind};
 use crate::request::Backing;
 
 use super::flights::Purpose;
-use super::Filesystem;
+use super::{Filesystem, OpenFile};
 
 /// Most writes to one copy in flight (each at most one fetch, 4 MiB) before read-ahead of its
 /// file waits for them.
@@ -33,7 +33,8 @@ const MAX_COPY_WRITES: u32 = 4;
 /// The copy of one file's current content.
 struct Copy {
     identity: u64,
-    path: String,
+    /// Names the copy's file (`copy_path`) and the handles open through it (`OpenFile::through`).
+    number: u64,
     size: u64,
     /// Byte ranges on disk, sorted and merged.
     covered: Vec<Range<u64>>,
@@ -53,85 +54,49 @@ impl Copy {
 pub(crate) struct Copies {
     /// The copy of each file's current content, being written or complete.
     of: Map<Ino, Copy>,
-    /// How each open handle of a file with copies enabled reads it: through which copy, or
-    /// the page cache (`None`).
-    handles: Map<u64, (Ino, Option<String>)>,
-    /// Handles open through each copy, and its file.
-    through: Map<String, (Ino, u32)>,
-    /// Handles open in the page-cache mode, per file.
-    cached: Map<Ino, u32>,
     /// Copies of content that changed, still open: removed at their last close.
-    retired: crate::collections::Set<String>,
+    retired: Set<u64>,
     /// Bytes the current copies may take on disk.
     bytes: u64,
     next: u64,
     clock: u64,
 }
 
-impl Copies {
-    fn open_through(&self, ino: Ino) -> Option<&String> {
-        self.through.iter().find(|(_, (i, n))| *i == ino && *n > 0).map(|(path, _)| path)
-    }
-}
-
 impl Filesystem {
-    /// How the new handle `fh` of `ino` reads: through a copy (`Some`) or the page cache.
-    pub(crate) fn copy_for_open(&mut self, ino: Ino, fh: u64) -> Option<Backing> {
+    /// How a new open of `ino` reads: through a copy (`Some`) or the page cache. Decided
+    /// from the file's handles already open; the caller marks the new one (`set_through`).
+    pub(crate) fn copy_for_open(&mut self, ino: Ino) -> Option<(u64, Backing)> {
         self.cfg.copies.as_ref()?;
         let identity = self.content_identity(ino);
-        let copies = &mut self.copies;
-        let open_copy = copies.open_through(ino).cloned();
-        let chosen = match open_copy {
+        let open_copy = self.handles.of_file(ino).find_map(|f| f.through);
+        let in_page_cache = self.handles.of_file(ino).any(|f| f.through.is_none());
+        let current = self.copies.of.get(&ino).filter(|c| Some(c.identity) == identity);
+        let (n, direct_io) = match open_copy {
             // Open through a copy: every open of the file must name that same copy.
-            Some(path) => {
-                let current = copies.of.get(&ino).is_some_and(|c| c.path == path && Some(c.identity) == identity);
-                Some(Backing { path, direct_io: !current })
-            }
-            None if copies.cached.get(&ino).is_some_and(|n| *n > 0) => None,
-            None => copies
-                .of
-                .get(&ino)
-                .filter(|c| c.complete() && Some(c.identity) == identity)
-                .map(|c| Backing { path: c.path.clone(), direct_io: false }),
+            Some(n) => (n, current.is_none_or(|c| c.number != n)),
+            None if in_page_cache => return None,
+            None => (current.filter(|c| c.complete())?.number, false),
         };
-        match &chosen {
-            Some(b) => {
-                copies.through.entry(b.path.clone()).or_insert((ino, 0)).1 += 1;
-                copies.clock += 1;
-                if let Some(c) = copies.of.get_mut(&ino).filter(|c| c.path == b.path) {
-                    c.used = copies.clock;
-                }
-                self.stats.opens_through_copies += 1;
-            }
-            None => *copies.cached.entry(ino).or_default() += 1,
+        self.copies.clock += 1;
+        if let Some(c) = self.copies.of.get_mut(&ino).filter(|c| c.number == n) {
+            c.used = self.copies.clock;
         }
-        self.copies.handles.insert(fh, (ino, chosen.as_ref().map(|b| b.path.clone())));
-        chosen
+        self.stats.opens_through_copies += 1;
+        Some((n, Backing { path: self.copy_path(n), direct_io }))
     }
 
-    /// Handle `fh` closed.
-    pub(crate) fn copy_closed(&mut self, fh: u64) {
-        match self.copies.handles.remove(&fh) {
-            None => {}
-            Some((ino, None)) => {
-                if let Some(n) = self.copies.cached.get_mut(&ino) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.copies.cached.remove(&ino);
-                    }
-                }
-            }
-            Some((_, Some(path))) => {
-                let Some((_, n)) = self.copies.through.get_mut(&path) else { return };
-                *n -= 1;
-                if *n == 0 {
-                    self.copies.through.remove(&path);
-                    if self.copies.retired.remove(&path) {
-                        self.remove_copy_file(path);
-                    }
-                }
+    /// A handle closed: a retired copy goes with the last handle open through it.
+    pub(crate) fn copy_closed(&mut self, file: OpenFile) {
+        if let Some(n) = file.through.filter(|n| !self.handles.through_open(*n)) {
+            if self.copies.retired.remove(&n) {
+                self.remove_copy_file(n);
             }
         }
+    }
+
+    fn copy_path(&self, n: u64) -> String {
+        let dir = self.cfg.copies.as_ref().map_or("", |p| p.dir.as_str());
+        format!("{dir}copy-{n}")
     }
 
     /// Do fetches of `ino` skip the disk chunk cache? Yes while a reader reads it in order and
@@ -166,8 +131,7 @@ impl Filesystem {
                 return;
             }
             self.copies.next += 1;
-            let path = format!("{}copy-{}", policy.dir, self.copies.next);
-            let copy = Copy { identity, path, size, covered: Vec::new(), writing: 0, used: 0 };
+            let copy = Copy { identity, number: self.copies.next, size, covered: Vec::new(), writing: 0, used: 0 };
             self.copies.of.insert(ino, copy);
             self.copies.bytes += size;
         }
@@ -178,6 +142,7 @@ impl Filesystem {
             return;
         }
         copy.writing += 1;
+        let n = copy.number;
         let mut at = offset;
         let edits = pieces
             .iter()
@@ -187,29 +152,22 @@ impl Filesystem {
                 edit
             })
             .collect();
-        let effect = Effect::Stage(StageOp::Edit { path: copy.path.clone(), edits });
-        let path = copy.path.clone();
-        self.start_effect(Purpose::Copy { ino, path, range: Some(range) }, effect);
+        let effect = Effect::Stage(StageOp::Edit { path: self.copy_path(n), edits });
+        self.start_effect(Purpose::Copy { ino, copy: n, range: Some(range) }, effect);
     }
 
     /// A write to, or the removal of, a copy ended.
-    pub(crate) fn on_copy_step(
-        &mut self,
-        ino: Ino,
-        path: String,
-        range: Option<Range<u64>>,
-        result: Result<(), FsError>,
-    ) {
+    pub(crate) fn on_copy_step(&mut self, ino: Ino, n: u64, range: Option<Range<u64>>, result: Result<(), FsError>) {
         let Some(range) = range else {
             if let Err(e) = result {
-                self.log(LogLevel::Warn, format!("removing the local copy {path}: {}", e.detail));
+                self.log(LogLevel::Warn, format!("removing the local copy {}: {}", self.copy_path(n), e.detail));
             }
             return;
         };
-        let Some(copy) = self.copies.of.get_mut(&ino).filter(|c| c.path == path) else {
+        let Some(copy) = self.copies.of.get_mut(&ino).filter(|c| c.number == n) else {
             // Retired while this write was in flight: the write may have created it again.
-            if !self.copies.through.contains_key(&path) {
-                self.remove_copy_file(path);
+            if !self.handles.through_open(n) {
+                self.remove_copy_file(n);
             }
             return;
         };
@@ -222,6 +180,7 @@ impl Filesystem {
                 }
             }
             Err(e) => {
+                let path = self.copy_path(n);
                 self.log(
                     LogLevel::Warn,
                     format!("local copy {path} not kept ({}); the file reads through the mount", e.detail),
@@ -236,10 +195,10 @@ impl Filesystem {
     pub(crate) fn retire_copy(&mut self, ino: Ino) {
         let Some(copy) = self.copies.of.remove(&ino) else { return };
         self.copies.bytes -= copy.size;
-        if self.copies.through.contains_key(&copy.path) {
-            self.copies.retired.insert(copy.path);
+        if self.handles.through_open(copy.number) {
+            self.copies.retired.insert(copy.number);
         } else {
-            self.remove_copy_file(copy.path);
+            self.remove_copy_file(copy.number);
         }
     }
 
@@ -247,8 +206,8 @@ impl Filesystem {
     fn make_room(&mut self, size: u64, max_bytes: u64) -> bool {
         while self.copies.bytes + size > max_bytes {
             let victim = (self.copies.of.iter())
-                .filter(|(_, c)| !self.copies.through.contains_key(&c.path))
-                .min_by_key(|(_, c)| (c.used, c.path.clone()))
+                .filter(|(_, c)| !self.handles.through_open(c.number))
+                .min_by_key(|(_, c)| (c.used, c.number))
                 .map(|(ino, _)| *ino);
             match victim {
                 Some(ino) => self.retire_copy(ino),
@@ -258,9 +217,9 @@ impl Filesystem {
         true
     }
 
-    fn remove_copy_file(&mut self, path: String) {
-        let effect = Effect::Stage(StageOp::Remove { path: path.clone() });
-        self.start_effect(Purpose::Copy { ino: crate::inode::ROOT_INO, path, range: None }, effect);
+    fn remove_copy_file(&mut self, n: u64) {
+        let effect = Effect::Stage(StageOp::Remove { path: self.copy_path(n) });
+        self.start_effect(Purpose::Copy { ino: crate::inode::ROOT_INO, copy: n, range: None }, effect);
     }
 }
 

@@ -34,10 +34,10 @@ pub(crate) enum Purpose {
         ino: Ino,
         kind: StageKind,
     },
-    /// A write to the local copy at `path` of `ino` (`range`), or its removal (`None`).
+    /// A write to local copy number `copy` of `ino` (`range`), or its removal (`None`).
     Copy {
         ino: Ino,
-        path: String,
+        copy: u64,
         range: Option<Range<u64>>,
     },
     /// One upload session for several files: (file, generation uploaded) per source.

@@ -87,6 +87,8 @@ pub(crate) enum Remote {
 pub(crate) struct OpenFile {
     pub ino: Ino,
     pub write: bool,
+    /// Opened through local copy number `n` (`copies`), not the page cache.
+    pub through: Option<u64>,
 }
 
 #[derive(Default)]
@@ -100,7 +102,7 @@ pub(crate) struct Handles {
 impl Handles {
     pub fn open(&mut self, ino: Ino, write: bool) -> u64 {
         self.next += 1;
-        self.open.insert(self.next, OpenFile { ino, write });
+        self.open.insert(self.next, OpenFile { ino, write, through: None });
         *self.per_file.entry(ino).or_default() += 1;
         self.next
     }
@@ -122,6 +124,23 @@ impl Handles {
 
     pub fn get(&self, fh: u64) -> Option<OpenFile> {
         self.open.get(&fh).copied()
+    }
+
+    /// Handle `fh` reads through local copy `n`.
+    pub fn set_through(&mut self, fh: u64, n: u64) {
+        if let Some(f) = self.open.get_mut(&fh) {
+            f.through = Some(n);
+        }
+    }
+
+    /// The open handles of `ino`.
+    pub fn of_file(&self, ino: Ino) -> impl Iterator<Item = &OpenFile> + '_ {
+        self.open.values().filter(move |f| f.ino == ino)
+    }
+
+    /// Is a handle open through local copy `n`?
+    pub fn through_open(&self, n: u64) -> bool {
+        self.open.values().any(|f| f.through == Some(n))
     }
 }
 
@@ -694,9 +713,9 @@ impl Filesystem {
                 other => self.fail_fetch(flight.origin, ino, range, unexpected(&other)),
             },
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Ok(completion), now),
-            Purpose::Copy { ino, path, range } => match completion {
-                Completion::Done => self.on_copy_step(ino, path, range, Ok(())),
-                other => self.on_copy_step(ino, path, range, Err(unexpected(&other))),
+            Purpose::Copy { ino, copy, range } => match completion {
+                Completion::Done => self.on_copy_step(ino, copy, range, Ok(())),
+                other => self.on_copy_step(ino, copy, range, Err(unexpected(&other))),
             },
             Purpose::Upload { files } => match completion {
                 Completion::Uploaded(results) if results.len() == files.len() => {
@@ -749,7 +768,7 @@ impl Filesystem {
             Purpose::ListPage { dir } => self.fail_listing(dir, err),
             Purpose::Fetch { ino, range } => self.fail_fetch(id, ino, range, err),
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Err(err), now),
-            Purpose::Copy { ino, path, range } => self.on_copy_step(ino, path, range, Err(err)),
+            Purpose::Copy { ino, copy, range } => self.on_copy_step(ino, copy, range, Err(err)),
             Purpose::Upload { files } => self.on_upload_failed(files, err, now),
             Purpose::Stream { ino, step } => self.on_stream(ino, step, Err(err), now),
             Purpose::Commit => {

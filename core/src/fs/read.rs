@@ -120,9 +120,13 @@ impl Filesystem {
                 return self.fail(id, e);
             }
         }
+        let through = self.copy_for_open(ino);
         let fh = self.handles.open(ino, write);
         let keep_cache = self.keep_pages(ino);
-        let backing = self.copy_for_open(ino, fh);
+        let backing = through.map(|(n, backing)| {
+            self.handles.set_through(fh, n);
+            backing
+        });
         self.reply(id, Reply::Open { fh, keep_cache, backing });
     }
 
@@ -145,8 +149,8 @@ impl Filesystem {
 
     pub(crate) fn release(&mut self, id: RequestId, fh: u64, now: Instant) {
         self.reads.forget_reader(Reader::Handle(fh));
-        self.copy_closed(fh);
         if let Some(open) = self.handles.close(fh) {
+            self.copy_closed(open);
             if open.write {
                 self.writer_closed(open.ino, now);
             } else {
