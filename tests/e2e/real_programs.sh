@@ -98,5 +98,24 @@ check "after remount: parquet reads" python3 -c "import pyarrow.parquet as pq, s
 check "after remount: git log and fsck" bash -c "test \$(git -C '$m2/repo' log --oneline | wc -l) -eq 2 && git -C '$m2/repo' fsck --strict 2>&1"
 check "after remount: sqlite3 answers" bash -c "test \$(sqlite3 '$m2/db/app.db' 'select count(*) from t') -eq 2000"
 
+# A read-only mount keeps local copies (root): safetensors loads the 32 MiB model twice with
+# safe_open (mmap); the second load reads the copy through the kernel's passthrough.
+mounted ro --hf-token alice-token --read-only bucket alice/real
+check "read-only mount: safetensors loads a model twice, the second time through its local copy" python3 - "$work/mnt/ro/ckpt/model.safetensors" <<'PY'
+import sys, time
+import numpy as np
+from safetensors import safe_open
+def load(path):
+    with safe_open(path, framework="np") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+first = load(sys.argv[1])
+time.sleep(0.5)  # the first load's release reaches the mount
+second = load(sys.argv[1])
+assert len(first) == 8 and all(np.array_equal(first[k], second[k]) for k in first)
+PY
+pid=$(pgrep -f "hf-mount-fuse.*mnt/ro\$"); kill -TERM "$pid"
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+check "and the unmount counts opens through the copy" grep -Eq '; 1 local copies, [1-9][0-9]* opens through them' "$work/mount-ro.log"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
