@@ -8,9 +8,9 @@
 //!
 //! The kernel lets an inode be open through one copy or through its own page cache, never
 //! both: an open follows the mode the file's open handles are in, and a file open in the
-//! page-cache mode is not switched until its last close. A content change retires the copy;
-//! it is removed at its last close, and opens made meanwhile still name it but read through
-//! the mount (`direct_io`: only their mmaps see the old copy). Copies hold at most
+//! page-cache mode is not switched until its last close. A content change retires the copy,
+//! removed at its last close; a file open through its copy when its content changes becomes a
+//! new inode (`merge_entry`), so new opens never meet the old copy. Copies hold at most
 //! `max_bytes` together; the least recently opened, not open, go first.
 
 use std::ops::Range;
@@ -72,7 +72,9 @@ impl Filesystem {
         let in_page_cache = self.handles.of_file(ino).any(|f| f.through.is_none());
         let current = self.copies.of.get(&ino).filter(|c| Some(c.identity) == identity);
         let (n, direct_io) = match open_copy {
-            // Open through a copy: every open of the file must name that same copy.
+            // Open through a copy: every open of the inode must name that same copy. One
+            // retired (an open of the replaced inode by a dentry the kernel still held) reads
+            // through the mount.
             Some(n) => (n, current.is_none_or(|c| c.number != n)),
             None if in_page_cache => return None,
             None => (current.filter(|c| c.complete())?.number, false),
@@ -83,6 +85,11 @@ impl Filesystem {
         }
         self.stats.opens_through_copies += 1;
         Some((n, Backing { path: self.copy_path(n), direct_io }))
+    }
+
+    /// Is a handle of `ino` open through a copy?
+    pub(crate) fn open_through_copy(&self, ino: Ino) -> bool {
+        self.handles.of_file(ino).any(|f| f.through.is_some())
     }
 
     /// A handle closed: a retired copy goes with the last handle open through it.

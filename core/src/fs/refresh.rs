@@ -94,6 +94,13 @@ impl Filesystem {
         match (current, &listed) {
             (Some(NodeKind::Dir), NodeKind::Dir) => Some(ino),
             (Some(old @ NodeKind::File { .. }), NodeKind::File { .. }) if old == listed => Some(ino),
+            (Some(NodeKind::File { .. }), NodeKind::File { .. }) if self.open_through_copy(ino) => {
+                // The kernel holds this inode open through its old copy and takes no other
+                // backing file for it: the new content is a new inode, as after a rename over
+                // the file (open descriptors keep the old one).
+                self.drop_child(dir, ino);
+                Some(self.new_node(dir, name, entry))
+            }
             (Some(NodeKind::File { .. }), NodeKind::File { .. }) => {
                 if let Some(n) = self.inodes.get_mut(ino) {
                     n.kind = listed;

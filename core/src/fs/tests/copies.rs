@@ -1,6 +1,7 @@
 //! Local copies for passthrough opens: a large file read whole gets a copy with its exact
 //! bytes, later opens name it once no open of the file uses the page cache, a remote change
-//! retires it (opens meanwhile read through the mount) and it is removed at its last close;
+//! retires it (the changed file is a new inode while the copy is open) and it is removed at its
+//! last close;
 //! while a copy is written for a sequential reader, fetches skip the disk chunk cache.
 
 use std::collections::BTreeMap;
@@ -130,13 +131,26 @@ fn a_file_read_whole_is_opened_through_its_copy_until_its_content_changes() {
     let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA2}?limit=1000"));
     fs.handle_completion(id, http(200, &tree(NEW)), poll_at);
     run(&mut fs, &mut disk, poll_at);
-    let (fifth, backing) = open(&mut fs, big);
-    assert_eq!(backing, Some(Backing { path: path.clone(), direct_io: true }), "reads go through the mount");
+    // The kernel takes no other copy for an inode open through one: the new content is a new
+    // inode, whose opens use the page cache while the old one is still open.
+    let changed = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "big.bin".into() })).ino;
+    assert_ne!(changed, big, "a new inode for the new content");
+    let (fifth, backing) = open(&mut fs, changed);
+    assert_eq!(backing, None, "the new content reads through the mount");
+    // An open of the old inode (a dentry the kernel held) names its copy, reads through the mount.
+    let (sixth, backing) = open(&mut fs, big);
+    assert_eq!(backing, Some(Backing { path: path.clone(), direct_io: true }));
     assert!(disk.contains_key(&path), "kept while open");
     release(&mut fs, third);
-    release(&mut fs, fifth);
+    release(&mut fs, sixth);
     run(&mut fs, &mut disk, poll_at);
     assert!(!disk.contains_key(&path), "removed at its last close");
-    assert_eq!(open(&mut fs, big).1, None, "no copy of the new content yet");
-    assert_eq!(fs.stats().copies_made, 1);
+    read_all(&mut fs, &mut disk, changed, fifth, 24 * MIB);
+    release(&mut fs, fifth);
+    let (_, backing) = open(&mut fs, changed);
+    let new_copy = backing.expect("the new content read whole is opened through its own copy");
+    assert_ne!(new_copy.path, path);
+    assert!(!new_copy.direct_io);
+    assert_eq!(disk.len(), 1, "only the new content's copy is on disk");
+    assert_eq!(fs.stats().copies_made, 2);
 }
