@@ -82,12 +82,17 @@ pub struct MountConfig {
 /// Where whole-file copies go and how much they may take (`fs::copies`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyPolicy {
-    /// Prefix of every copy's path (a directory of the mount's own, ending in `/`).
+    /// Prefix of every complete copy's path (a directory shared by the mounts of one cache
+    /// directory, ending in `/`); a copy is named by its content (`fs::copy_name_size`).
     pub dir: String,
+    /// Prefix of copies being written (a directory of this mount's own, ending in `/`).
+    pub partial_dir: String,
     /// Smaller files are never copied (the page cache serves them as well).
     pub min_size: u64,
     /// Most bytes the copies may hold together; the least recently opened go first.
     pub max_bytes: u64,
+    /// Copies already in `dir` (name, size on disk), least recently used first.
+    pub stored: Vec<(String, u64)>,
 }
 
 impl MountConfig {

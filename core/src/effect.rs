@@ -147,6 +147,12 @@ pub enum StageOp {
     Remove {
         path: String,
     },
+    /// Put a complete file in its place: sync `from` to the disk, then rename it to `to`
+    /// (replacing what is there), so `to` is never seen with part of its bytes.
+    Publish {
+        from: String,
+        to: String,
+    },
     /// Write a journal record `record` atomically (a crash leaves the old record or the new
     /// one, never a mix), or remove it when `body` is `None`; then remove the `staging` files
     /// listed (their content is in the bucket).

@@ -55,6 +55,11 @@ pub fn execute(op: &StageOp, cas: &CasReader) -> Result<Completion, EffectFailur
             remove(path)?;
             Ok(Completion::Done)
         }
+        StageOp::Publish { from, to } => {
+            File::open(from).and_then(|f| f.sync_data()).map_err(|e| io_failure("syncing", from, e))?;
+            std::fs::rename(from, to).map_err(|e| io_failure("renaming", from, e))?;
+            Ok(Completion::Done)
+        }
         StageOp::Journal { record, body, remove: staging } => {
             match body {
                 Some(body) => {

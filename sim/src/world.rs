@@ -268,6 +268,10 @@ impl World {
             StageOp::Remove { path } => {
                 self.disk.remove(path);
             }
+            StageOp::Publish { from, to } => {
+                let Some(f) = self.disk.remove(from) else { return failed(FailureKind::Permanent, "no such file") };
+                self.disk.insert(to.clone(), f);
+            }
             StageOp::Journal { record, body, remove } => {
                 match body {
                     Some(body) => self.disk.insert(record.clone(), body.to_vec()),

@@ -83,6 +83,13 @@ cat "$work/mnt/pages/$big" >/dev/null; sleep 0.5; cmp -s "$work/mnt/pages/$big" 
 check "random preads and an mmap through the local copy match" python3 "$here/preads.py" "$work/mnt/pages/$big" "$work/v2/$big" 50
 check "a re-open of an unchanged file (branch mount) is served from the page cache or a local copy: the mount read each once" test "$(bytes_read)" = "$((size + big_size))"
 check "a large file read whole is opened through its local copy (passthrough) on later opens" grep -Eq '; 1 local copies, [1-9][0-9]* opens through them' "$work/mount-pages.log"
+# Copies are named by their content and outlive their mount: the next mount of the same cache
+# dir opens the file through its copy at once and reads nothing through the mount.
+mounted pages repo alice/e2e
+check "a new mount of the same cache dir opens a copied file through its copy at once: preads and mmap match" python3 "$here/preads.py" "$work/mnt/pages/$big" "$work/v2/$big" 50
+cmp -s "$work/mnt/pages/$big" "$work/v2/$big"
+check "and the mount read none of it" test "$(bytes_read)" = 0
+check "the new mount made no copy, opened through the one it found" grep -Eq '; 0 local copies, [1-9][0-9]* opens through them' "$work/mount-pages.log"
 mounted sub repo alice/e2e/nested/d0/d1
 check "subfolder mount shows only that subtree" diff <(listing "$work/v2/nested/d0/d1") <(listing "$work/mnt/sub")
 
@@ -154,9 +161,9 @@ check "the branch mount follows it: the new Xet file reads back" eventually cmp 
 check "and the deleted file is gone" eventually test ! -e "$work/mnt/follow/added-in-v3.txt"
 # Local copies (root, read-only FUSE mount): the file just read whole is kept beside the
 # chunk cache, later opens read it through the kernel (passthrough), and a remote change
-# while one of them is open gives new opens the new bytes; the old copy goes at its last close.
-copies=$(ls -d "$work"/cache-follow/copies/*/)
-check "a large file read whole is kept as a local copy with its exact bytes" eventually bash -c "cmp -s '$work/py-upload.bin' $copies/copy-*"
+# while one of them is open gives new opens the new bytes (a new inode); the old copy stays.
+copies=$work/cache-follow/copies
+check "a large file read whole is kept as a local copy with its exact bytes" eventually bash -c "cmp -s '$work/py-upload.bin' $copies/xet-*"
 head -c 12000000 /dev/urandom > "$work/py-upload-2.bin"
 check "a remote change while the copy is open: new opens read the new bytes, never the old" python3 -c "
 import os, time, mmap
@@ -184,7 +191,8 @@ assert mmap.mmap(held.fileno(), 0, prot=mmap.PROT_READ)[:] == old, 'and maps the
 assert os.fstat(held.fileno()).st_ino != os.stat(path).st_ino
 held.close()
 assert m[:] == new"
-check "the retired copy is removed at its last close, the new content copied once read whole" eventually bash -c "ls $copies | wc -l | grep -qx 1 && cmp -s '$work/py-upload-2.bin' $copies/copy-*"
+check "each content keeps its own copy (named by its hash), the new one made once read whole" eventually bash -c "test \$(ls $copies/xet-* | wc -l) = 2 && for f in $copies/xet-*; do cmp -s '$work/py-upload-2.bin' \$f && exit 0; done; exit 1"
+check "no partial copy is left behind" bash -c "test -z \"\$(ls $copies/[0-9]*/)\""
 check "a commit-sha mount never moves" diff "$work/v2/README.md" "$work/mnt/sha/README.md"
 MOUNT_EXTRA=(--poll-interval-secs 0)
 

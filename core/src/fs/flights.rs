@@ -34,11 +34,11 @@ pub(crate) enum Purpose {
         ino: Ino,
         kind: StageKind,
     },
-    /// A write to local copy number `copy` of `ino` (`range`), or its removal (`None`).
+    /// A step on local copy number `copy` (of `ino`, for writes and publishing).
     Copy {
         ino: Ino,
         copy: u64,
-        range: Option<Range<u64>>,
+        step: super::copies::CopyStep,
     },
     /// One upload session for several files: (file, generation uploaded) per source.
     Upload {

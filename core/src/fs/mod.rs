@@ -60,6 +60,7 @@ use breaker::{is_outage, Breakers, Endpoint};
 use flights::{Flight, Flights, Purpose};
 use parked::{Parked, Then, Wait};
 
+pub use copies::copy_name_size;
 pub use mount::MountInfo;
 
 /// A log line repeated within this is counted instead of written again.
@@ -275,7 +276,7 @@ impl Filesystem {
             journal: journal::Journal::default(),
             bases: Map::default(),
             kernel_pages: Map::default(),
-            copies: copies::Copies::default(),
+            copies: copies::Copies::new(cfg.copies.as_ref().map_or(&[][..], |p| &p.stored)),
             uploads: upload::UploadScheduler::default(),
             commits: commit::CommitScheduler::default(),
             scans: namespace::Scans::default(),
@@ -713,9 +714,9 @@ impl Filesystem {
                 other => self.fail_fetch(flight.origin, ino, range, unexpected(&other)),
             },
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Ok(completion), now),
-            Purpose::Copy { ino, copy, range } => match completion {
-                Completion::Done => self.on_copy_step(ino, copy, range, Ok(())),
-                other => self.on_copy_step(ino, copy, range, Err(unexpected(&other))),
+            Purpose::Copy { ino, copy, step } => match completion {
+                Completion::Done => self.on_copy_step(ino, copy, step, Ok(())),
+                other => self.on_copy_step(ino, copy, step, Err(unexpected(&other))),
             },
             Purpose::Upload { files } => match completion {
                 Completion::Uploaded(results) if results.len() == files.len() => {
@@ -768,7 +769,7 @@ impl Filesystem {
             Purpose::ListPage { dir } => self.fail_listing(dir, err),
             Purpose::Fetch { ino, range } => self.fail_fetch(id, ino, range, err),
             Purpose::Stage { ino, kind } => self.on_staged(ino, kind, Err(err), now),
-            Purpose::Copy { ino, copy, range } => self.on_copy_step(ino, copy, range, Err(err)),
+            Purpose::Copy { ino, copy, step } => self.on_copy_step(ino, copy, step, Err(err)),
             Purpose::Upload { files } => self.on_upload_failed(files, err, now),
             Purpose::Stream { ino, step } => self.on_stream(ino, step, Err(err), now),
             Purpose::Commit => {

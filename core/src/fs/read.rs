@@ -150,7 +150,6 @@ impl Filesystem {
     pub(crate) fn release(&mut self, id: RequestId, fh: u64, now: Instant) {
         self.reads.forget_reader(Reader::Handle(fh));
         if let Some(open) = self.handles.close(fh) {
-            self.copy_closed(open);
             if open.write {
                 self.writer_closed(open.ino, now);
             } else {
@@ -323,7 +322,7 @@ impl Filesystem {
         self.reads.cache.invalidate(ino);
         self.reads.fetching.remove(&ino);
         self.reads.forget_reader(Reader::Inode(ino));
-        self.retire_copy(ino);
+        self.abandon_copy(ino);
     }
 
     pub(crate) fn fail_fetch(&mut self, id: EffectId, ino: Ino, range: Range<u64>, err: FsError) {

@@ -199,11 +199,13 @@ fn mount_config(frontend: Frontend, o: &MountOpts, cmd: &Cmd, has_token: bool, s
 /// Files smaller than this are never copied: the FUSE page cache serves them as well.
 const COPY_MIN_SIZE: u64 = 8 << 20;
 
-/// A fresh directory for this mount's local copies, after removing those of mounts that
-/// ended without removing theirs. `None` (no copies) unless run by root (registering a
-/// backing file with the kernel needs `CAP_SYS_ADMIN`) on Linux 6.9 or later (FUSE
-/// passthrough); the FUSE adapter also says so if the kernel still refuses it at `init`.
-fn copies_dir(cache_dir: &Path) -> Option<PathBuf> {
+/// Where local copies live: complete copies in `<cache>/copies/`, named by their content and
+/// shared by the mounts of the cache dir, and this mount's partial ones in a fresh directory of
+/// its own (`<cache>/copies/<pid>/`), after removing those of mounts that ended without
+/// removing theirs. `None` (no copies) unless run by root (registering a backing file with the
+/// kernel needs `CAP_SYS_ADMIN`) on Linux 6.9 or later (FUSE passthrough); the FUSE adapter
+/// also says so if the kernel still refuses it at `init`.
+fn copies_dirs(cache_dir: &Path) -> Option<(PathBuf, PathBuf)> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 || kernel_release().is_none_or(|v| v < (6, 9)) {
         return None;
@@ -216,15 +218,35 @@ fn copies_dir(cache_dir: &Path) -> Option<PathBuf> {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-    let dir = root.join(std::process::id().to_string());
-    let _ = std::fs::remove_dir_all(&dir);
-    match std::fs::create_dir_all(&dir) {
-        Ok(()) => Some(dir),
+    let partial = root.join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&partial);
+    match std::fs::create_dir_all(&partial) {
+        Ok(()) => Some((root, partial)),
         Err(e) => {
-            tracing::warn!("no local copies ({}: {e}); files read through the mount", dir.display());
+            tracing::warn!("no local copies ({}: {e}); files read through the mount", partial.display());
             None
         }
     }
+}
+
+/// The complete copies in `dir` (name, size), least recently used first. A file with a copy's
+/// name but another size is removed (core would not use it).
+fn stored_copies(dir: &Path) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let (Ok(meta), Some(name)) = (entry.metadata(), entry.file_name().to_str().map(str::to_string)) else {
+            continue;
+        };
+        let Some(size) = hfm_core::fs::copy_name_size(&name).filter(|_| meta.is_file()) else { continue };
+        if meta.len() != size {
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        let used = |t: std::io::Result<std::time::SystemTime>| t.unwrap_or(std::time::UNIX_EPOCH);
+        found.push((used(meta.accessed()).max(used(meta.modified())), name, size));
+    }
+    found.sort();
+    found.into_iter().map(|(_, name, size)| (name, size)).collect()
 }
 
 /// The running kernel's major and minor version.
@@ -266,7 +288,7 @@ pub struct Started {
     pub identity_seed: u64,
     pub started: std::time::Instant,
     staging: PathBuf,
-    /// This mount's local copies (`MountConfig::copies`), removed when it ends.
+    /// This mount's partial local copies (`MountConfig::copies`), removed when it ends.
     copies: Option<PathBuf>,
     instance: Option<recovery::Instance>,
     journal_root: Option<PathBuf>,
@@ -311,12 +333,15 @@ pub fn start(
     let mut cfg = mount_config(frontend, o, cmd, token.current().is_some(), &staging)?;
     let keep_copies =
         passthrough && cfg.writes.mode == WriteMode::ReadOnly && !o.overlay && !o.no_disk_cache && !o.no_local_copies;
-    let copies = keep_copies.then(|| copies_dir(&cache_dir)).flatten();
-    cfg.copies = copies.as_ref().map(|dir| CopyPolicy {
+    let copies = keep_copies.then(|| copies_dirs(&cache_dir)).flatten();
+    cfg.copies = copies.as_ref().map(|(dir, partial)| CopyPolicy {
         dir: format!("{}/", dir.display()),
+        partial_dir: format!("{}/", partial.display()),
         min_size: COPY_MIN_SIZE,
         max_bytes: o.cache_size,
+        stored: stored_copies(dir),
     });
+    let copies = copies.map(|(_, partial)| partial);
     // Subfolders of one source are different exports: their handles must not mix.
     let identity_seed = hfm_core::identity::mount_seed(&format!("{}/{}", cfg.source.identity_key(), cfg.subfolder));
 

@@ -2,7 +2,7 @@
 //! kernel once (`FUSE_DEV_IOC_BACKING_OPEN`) and that id reused for every handle open through
 //! it, as the kernel requires, until the last of them is released.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -23,6 +23,9 @@ struct Open {
     ids: HashMap<String, (BackingId, u32)>,
     /// The copy of each handle open through one.
     handles: HashMap<u64, String>,
+    /// Copies found missing: their files read through the mount from then on (were one to come
+    /// back, an open through it could meet a handle of the same file in the page-cache mode).
+    missing: HashSet<String>,
 }
 
 impl Backings {
@@ -41,11 +44,23 @@ impl Backings {
             return false;
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let Open { ids, handles } = &mut *open;
+        let Open { ids, handles, missing } = &mut *open;
+        if missing.contains(&backing.path) {
+            return false;
+        }
         if !ids.contains_key(&backing.path) {
             let Some(r) = reply.as_ref() else { return false };
-            let id = File::open(&backing.path).and_then(|f| r.open_backing(&f));
-            match id {
+            let file = match File::open(&backing.path) {
+                Ok(file) => file,
+                Err(e) => {
+                    // Removed behind core's back (another mount of the cache dir made room):
+                    // the file reads through the mount.
+                    tracing::debug!("local copy {} unavailable ({e}); the file reads through the mount", backing.path);
+                    missing.insert(backing.path.clone());
+                    return false;
+                }
+            };
+            match r.open_backing(&file) {
                 Ok(id) => {
                     ids.insert(backing.path.clone(), (id, 0));
                 }

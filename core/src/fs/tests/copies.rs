@@ -45,6 +45,11 @@ fn run(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>, now: Instant) 
                 disk.remove(&path);
                 Completion::Done
             }
+            Effect::Stage(StageOp::Publish { from, to }) => {
+                let f = disk.remove(&from).expect("a partial copy is published");
+                disk.insert(to, f);
+                Completion::Done
+            }
             other => panic!("unexpected {other:?}"),
         };
         fs.handle_completion(id, done, now);
@@ -77,6 +82,35 @@ fn read_all(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>, ino: Ino,
     uncached
 }
 
+fn policy(max_bytes: u64, stored: &[(String, u64)]) -> CopyPolicy {
+    CopyPolicy {
+        dir: "/copies/".into(),
+        partial_dir: "/copies/1/".into(),
+        min_size: 4 * MIB,
+        max_bytes,
+        stored: stored.to_vec(),
+    }
+}
+
+fn mount(policy: CopyPolicy, hash: &str) -> Filesystem {
+    let mut cfg = repo_cfg("main");
+    cfg.copies = Some(policy);
+    repo_fs_with(cfg, "main", &tree(hash))
+}
+
+fn lookup(fs: &mut Filesystem, name: &str) -> Ino {
+    entry(answer(fs, Request::Lookup { parent: ROOT_INO, name: name.into() })).ino
+}
+
+/// The copy of big.bin with content `hash`.
+fn copy_of(hash: &str) -> String {
+    format!("/copies/xet-{hash}-{}", 24 * MIB)
+}
+
+fn through(path: &str) -> Option<Backing> {
+    Some(Backing { path: path.into(), direct_io: false })
+}
+
 fn tree(hash: &str) -> String {
     format!(
         r#"[{{"type":"file","oid":"x","size":{},"path":"big.bin","xetHash":"{hash}"}},
@@ -87,33 +121,31 @@ fn tree(hash: &str) -> String {
 }
 
 #[test]
-fn a_file_read_whole_is_opened_through_its_copy_until_its_content_changes() {
-    let mut cfg = repo_cfg("main");
-    cfg.copies = Some(CopyPolicy { dir: "/copies/".into(), min_size: 4 * MIB, max_bytes: 1 << 30 });
-    let mut fs = repo_fs_with(cfg, "main", &tree(OLD));
+fn a_file_read_whole_is_opened_through_its_copy_named_by_its_content() {
+    let mut fs = mount(policy(1 << 30, &[]), OLD);
     let mut disk = BTreeMap::new();
-    let big = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "big.bin".into() })).ino;
-    let small = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "small.bin".into() })).ino;
+    let big = lookup(&mut fs, "big.bin");
+    let small = lookup(&mut fs, "small.bin");
 
     let (first, backing) = open(&mut fs, big);
     assert_eq!(backing, None, "nothing copied yet");
     // Once the reader is sequential, the copy keeps the bytes instead of the chunk cache.
     let uncached = read_all(&mut fs, &mut disk, big, first, 24 * MIB);
     assert!(uncached >= 4, "{uncached} fetches skipped the chunk cache");
-    let (path, copy) = disk.iter().next().expect("a copy was written");
+    let old_copy = copy_of(OLD);
+    assert_eq!(disk.keys().collect::<Vec<_>>(), vec![&old_copy], "published under its content's name");
+    let copy = &disk[&old_copy];
     assert_eq!(copy.len() as u64, 24 * MIB);
     assert!(copy.iter().enumerate().all(|(i, b)| *b == byte_at(i as u64)), "the copy holds the file's bytes");
-    let path = path.clone();
     // The file is open in the page-cache mode: a second open may not switch it.
     let (second, backing) = open(&mut fs, big);
     assert_eq!(backing, None);
     release(&mut fs, first);
     release(&mut fs, second);
-    let through = Some(Backing { path: path.clone(), direct_io: false });
     let (third, backing) = open(&mut fs, big);
-    assert_eq!(backing, through, "opened through the copy");
+    assert_eq!(backing, through(&old_copy), "opened through the copy");
     let (fourth, backing) = open(&mut fs, big);
-    assert_eq!(backing, through, "every open names the same copy");
+    assert_eq!(backing, through(&old_copy), "every open names the same copy");
     release(&mut fs, fourth);
 
     // A small file is never copied.
@@ -133,24 +165,67 @@ fn a_file_read_whole_is_opened_through_its_copy_until_its_content_changes() {
     run(&mut fs, &mut disk, poll_at);
     // The kernel takes no other copy for an inode open through one: the new content is a new
     // inode, whose opens use the page cache while the old one is still open.
-    let changed = entry(answer(&mut fs, Request::Lookup { parent: ROOT_INO, name: "big.bin".into() })).ino;
+    let changed = lookup(&mut fs, "big.bin");
     assert_ne!(changed, big, "a new inode for the new content");
     let (fifth, backing) = open(&mut fs, changed);
     assert_eq!(backing, None, "the new content reads through the mount");
-    // An open of the old inode (a dentry the kernel held) names its copy, reads through the mount.
+    // An open of the old inode (by a dentry the kernel still held) reads its old content's copy.
     let (sixth, backing) = open(&mut fs, big);
-    assert_eq!(backing, Some(Backing { path: path.clone(), direct_io: true }));
-    assert!(disk.contains_key(&path), "kept while open");
+    assert_eq!(backing, through(&old_copy));
     release(&mut fs, third);
     release(&mut fs, sixth);
-    run(&mut fs, &mut disk, poll_at);
-    assert!(!disk.contains_key(&path), "removed at its last close");
     read_all(&mut fs, &mut disk, changed, fifth, 24 * MIB);
     release(&mut fs, fifth);
-    let (_, backing) = open(&mut fs, changed);
-    let new_copy = backing.expect("the new content read whole is opened through its own copy");
-    assert_ne!(new_copy.path, path);
-    assert!(!new_copy.direct_io);
-    assert_eq!(disk.len(), 1, "only the new content's copy is on disk");
+    let new_copy = copy_of(NEW);
+    assert_eq!(open(&mut fs, changed).1, through(&new_copy), "the new content read whole has its own copy");
+    assert_eq!(disk.keys().collect::<Vec<_>>(), vec![&old_copy, &new_copy], "the old copy is still true to its name");
     assert_eq!(fs.stats().copies_made, 2);
+
+    // A new mount finds both; one whose size is not its name's is left out.
+    let found = [(old_copy.replace("/copies/", ""), 24 * MIB), (new_copy.replace("/copies/", ""), 24 * MIB - 1)];
+    let mut fs = mount(policy(1 << 30, &found), OLD);
+    let big = lookup(&mut fs, "big.bin");
+    assert_eq!(open(&mut fs, big).1, through(&old_copy), "opened through the copy at once");
+    assert!(fs.poll_effect().is_none(), "with no fetch");
+    let mut fs = mount(policy(1 << 30, &found), NEW);
+    let big = lookup(&mut fs, "big.bin");
+    assert_eq!(open(&mut fs, big).1, None, "a copy of the wrong size is not used");
+}
+
+#[test]
+fn room_for_a_copy_is_made_by_removing_the_least_recently_opened_one_not_open() {
+    let found = [(copy_of(NEW).replace("/copies/", ""), 24 * MIB)];
+    let mut disk = BTreeMap::from([(copy_of(NEW), vec![0; (24 * MIB) as usize])]);
+    let mut fs = mount(policy(40 * MIB, &found), OLD);
+    let big = lookup(&mut fs, "big.bin");
+    let (fh, backing) = open(&mut fs, big);
+    assert_eq!(backing, None);
+    read_all(&mut fs, &mut disk, big, fh, 24 * MIB);
+    release(&mut fs, fh);
+    assert_eq!(disk.keys().collect::<Vec<_>>(), vec![&copy_of(OLD)], "the copy found at start made room");
+    assert_eq!(open(&mut fs, big).1, through(&copy_of(OLD)));
+}
+
+#[test]
+fn no_copy_is_made_when_the_only_ones_to_remove_are_open() {
+    let found = [(copy_of(OLD).replace("/copies/", ""), 24 * MIB)];
+    let mut disk = BTreeMap::from([(copy_of(OLD), (0..24 * MIB).map(byte_at).collect())]);
+    let mut fs = mount(policy(40 * MIB, &found), OLD);
+    let big = lookup(&mut fs, "big.bin");
+    let (held, backing) = open(&mut fs, big);
+    assert_eq!(backing, through(&copy_of(OLD)));
+    // Another file of the same size, read whole while the copy is open, gets no copy.
+    let poll_at = fs.poll_timeout().expect("the branch is polled");
+    fs.handle_timeout(poll_at);
+    let rev = expect_get(&mut fs, "http://hub/api/models/a/b/revision/main");
+    fs.handle_completion(rev, http(200, &format!(r#"{{"id":"a/b","sha":"{SHA2}"}}"#)), poll_at);
+    let list = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA2}?limit=1000"));
+    fs.handle_completion(list, http(200, &tree(NEW)), poll_at);
+    run(&mut fs, &mut disk, poll_at);
+    let changed = lookup(&mut fs, "big.bin");
+    let (fh, _) = open(&mut fs, changed);
+    read_all(&mut fs, &mut disk, changed, fh, 24 * MIB);
+    assert_eq!(disk.keys().collect::<Vec<_>>(), vec![&copy_of(OLD)], "the open copy stays, no new one");
+    release(&mut fs, fh);
+    release(&mut fs, held);
 }
