@@ -137,7 +137,7 @@ fn list(app: &App, uri: &Uri, headers: &HeaderMap, user: Option<&str>, ns: &str)
     if !known_ns {
         return error(StatusCode::NOT_FOUND, None, &format!("{ns} is not a user or organization"));
     }
-    paginate(uri, headers, &found, |b| info_json(b)).unwrap_or_else(|e| e)
+    paginate(uri, headers, &found, |b| b.id.as_str(), |b| info_json(b)).unwrap_or_else(|e| e)
 }
 
 fn create(app: &App, headers: &HeaderMap, user: Option<&str>, id: &str, body: &[u8]) -> Response {
@@ -220,9 +220,9 @@ fn tree(app: &App, uri: &Uri, headers: &HeaderMap, user: Option<&str>, id: &str,
     // Absent means recursive (hub-protocol §7.3).
     let recursive = query_param(uri, "recursive").is_none_or(|v| v == "true" || v == "1");
     let items = bucket.list(&prefix, recursive);
-    paginate(uri, headers, &items, |item| match item {
+    paginate(uri, headers, &items, BucketItem::found_at, |item| match item {
         BucketItem::File(path, f) => file_json(path, f),
-        BucketItem::Dir(d) => json!({ "type": "directory", "path": d, "uploadedAt": rfc3339(bucket.updated_ms) }),
+        BucketItem::Dir(d, _) => json!({ "type": "directory", "path": d, "uploadedAt": rfc3339(bucket.updated_ms) }),
     })
     .unwrap_or_else(|e| e)
 }

@@ -328,7 +328,7 @@ fn repo_info(repo: &Repo, commit: Option<&Commit>) -> Value {
 
 fn entry_json(commit: &Commit, item: &TreeItem<'_>) -> Value {
     match item {
-        TreeItem::Dir(d) => json!({ "type": "directory", "oid": commit.dir_oid(d), "size": 0, "path": d }),
+        TreeItem::Dir(d, _) => json!({ "type": "directory", "oid": commit.dir_oid(d), "size": 0, "path": d }),
         TreeItem::File(path, FileEntry::Regular { oid, size }) => {
             json!({ "type": "file", "oid": oid, "size": size, "path": path })
         }
@@ -349,27 +349,42 @@ fn tree(uri: &Uri, headers: &HeaderMap, commit: &Commit, dir: &str) -> Result<Re
     }
     let recursive = query_param(uri, "recursive").is_some_and(|v| v == "true" || v == "1");
     let items = commit.list(dir, recursive);
-    let mut resp = paginate(uri, headers, &items, |i| entry_json(commit, i))?;
+    let mut resp = paginate(uri, headers, &items, TreeItem::found_at, |i| entry_json(commit, i))?;
     resp.headers_mut().insert("x-repo-commit", HeaderValue::from_str(&commit.sha).expect("hex"));
     Ok(resp)
 }
 
 /// One page of `items` as a JSON array (`limit` and `cursor` from the query), with a `Link`
-/// header to the next page as an absolute URL on the origin the client called.
+/// header to the next page as an absolute URL on the origin the client called. `items` come in
+/// the order of the stored paths they were met at (`found_at`; several items may share one),
+/// and the cursor names the position of the last item sent, as the Hub's opaque cursors do: a
+/// listing changed between two pages neither repeats an item nor skips one it held before.
 pub(crate) fn paginate<T>(
     uri: &Uri,
     headers: &HeaderMap,
     items: &[T],
+    found_at: impl Fn(&T) -> &str,
     to_json: impl Fn(&T) -> Value,
 ) -> Result<Response, Response> {
     let limit = query_param(uri, "limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
-    let cursor = match query_param(uri, "cursor") {
+    // Each item's position: the path it was met at, and its rank among the items met there.
+    let mut positions: Vec<(&str, usize)> = Vec::with_capacity(items.len());
+    for item in items {
+        let at = found_at(item);
+        let rank = positions.last().filter(|(last, _)| *last == at).map_or(0, |(_, r)| r + 1);
+        positions.push((at, rank));
+    }
+    let start = match query_param(uri, "cursor") {
         None => 0,
-        Some(c) => c.parse::<usize>().map_err(|_| error(StatusCode::BAD_REQUEST, None, "invalid cursor"))?,
+        Some(c) => {
+            let after = parse_cursor(&c).ok_or_else(|| error(StatusCode::BAD_REQUEST, None, "invalid cursor"))?;
+            positions.partition_point(|(at, rank)| (*at, *rank) <= (after.0.as_str(), after.1))
+        }
     };
-    let page: Vec<Value> = items.iter().skip(cursor).take(limit).map(to_json).collect();
+    let end = (start + limit).min(items.len());
+    let page: Vec<Value> = items[start..end].iter().map(to_json).collect();
     let mut resp = axum::Json(page).into_response();
-    if cursor + limit < items.len() {
+    if end < items.len() {
         let mut next_query: Vec<String> = uri
             .query()
             .unwrap_or("")
@@ -377,13 +392,24 @@ pub(crate) fn paginate<T>(
             .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
             .map(String::from)
             .collect();
-        next_query.push(format!("cursor={}", cursor + limit));
+        let (at, rank) = positions[end - 1];
+        next_query.push(format!("cursor={}-{rank}", state::hex(at.as_bytes())));
         let next = format!("http://{}{}?{}", host(headers), uri.path(), next_query.join("&"));
         if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
             resp.headers_mut().insert("link", v);
         }
     }
     Ok(resp)
+}
+
+/// A cursor `paginate` made: the hex of a stored path, a dash, a rank.
+fn parse_cursor(cursor: &str) -> Option<(String, usize)> {
+    let (at, rank) = cursor.split_once('-')?;
+    let bytes = (0..at.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(at.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some((String::from_utf8(bytes).ok()?, rank.parse().ok()?))
 }
 
 fn paths_info(commit: &Commit, headers: &HeaderMap, body: &[u8]) -> Result<Response, Response> {
@@ -407,7 +433,7 @@ fn paths_info(commit: &Commit, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         if let Some(entry) = commit.files.get(&p) {
             out.push(entry_json(commit, &TreeItem::File(&p, entry)));
         } else if commit.is_dir(&p) && !p.is_empty() {
-            out.push(entry_json(commit, &TreeItem::Dir(p)));
+            out.push(entry_json(commit, &TreeItem::Dir(p, "")));
         }
     }
     Ok(axum::Json(out).into_response())
@@ -735,6 +761,38 @@ mod tests {
         assert_eq!(parse_range("bytes=95-200", 100), Some(Ok((95, 99))));
         assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
         assert_eq!(parse_range("items=1-2", 100), None);
+    }
+
+    /// Pages of `items` (each item met at its own path) from `cursor`: the items and the next cursor.
+    fn page(items: &[&str], limit: usize, cursor: Option<&str>) -> (Vec<String>, Option<String>) {
+        let query = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
+        let uri: Uri = format!("/api/x?limit={limit}{query}").parse().expect("uri");
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("hub"));
+        let resp = paginate(&uri, &headers, items, |i| i, |i| json!(i)).expect("a page");
+        let next =
+            resp.headers().get("link").and_then(|l| l.to_str().ok()).map(|l| {
+                l.split("cursor=").nth(1).and_then(|c| c.split(['>', '&']).next()).expect("a cursor").to_string()
+            });
+        let body = body_of(resp);
+        (serde_json::from_slice::<Vec<String>>(&body).expect("a JSON page"), next)
+    }
+
+    fn body_of(resp: Response) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(axum::body::to_bytes(resp.into_body(), usize::MAX)).expect("body").to_vec()
+    }
+
+    #[test]
+    fn a_listing_changed_between_pages_neither_repeats_nor_skips_what_it_held() {
+        let (first, cursor) = page(&["a", "b", "c", "d"], 2, None);
+        assert_eq!(first, ["a", "b"]);
+        // "0" and "aa" arrive before the cursor, "bb" after it; "c" goes.
+        let (second, cursor) = page(&["0", "a", "aa", "b", "bb", "d"], 2, cursor.as_deref());
+        assert_eq!(second, ["bb", "d"]);
+        assert_eq!(cursor, None);
+        let uri: Uri = "/api/x?cursor=nothex".parse().expect("uri");
+        assert!(paginate(&uri, &HeaderMap::new(), &["a"], |i| i, |i| json!(i)).is_err(), "a bad cursor is a 400");
     }
 
     #[test]

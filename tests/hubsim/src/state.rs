@@ -129,7 +129,17 @@ pub struct Bucket {
 #[derive(Debug, PartialEq, Eq)]
 pub enum BucketItem<'a> {
     File(&'a str, &'a BucketFile),
-    Dir(String),
+    /// A directory, and the first file found in it (where the listing met it).
+    Dir(String, &'a str),
+}
+
+impl BucketItem<'_> {
+    /// The stored path the listing met this item at (pagination resumes after it).
+    pub fn found_at(&self) -> &str {
+        match self {
+            BucketItem::File(path, _) | BucketItem::Dir(_, path) => path,
+        }
+    }
 }
 
 impl Bucket {
@@ -159,7 +169,7 @@ impl Bucket {
                 Some(i) => {
                     let dir = &path[..path.len() - rest.len() + i];
                     if seen.insert(dir.to_string()) {
-                        out.push(BucketItem::Dir(dir.to_string()));
+                        out.push(BucketItem::Dir(dir.to_string(), path));
                     }
                 }
                 None => out.push(BucketItem::File(path, file)),
@@ -192,7 +202,17 @@ pub fn lfs_pointer(sha256: &str, size: u64) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub enum TreeItem<'a> {
     File(&'a str, &'a FileEntry),
-    Dir(String),
+    /// A directory, and the first file found in it (where the listing met it).
+    Dir(String, &'a str),
+}
+
+impl TreeItem<'_> {
+    /// The stored path the listing met this item at (pagination resumes after it).
+    pub fn found_at(&self) -> &str {
+        match self {
+            TreeItem::File(path, _) | TreeItem::Dir(_, path) => path,
+        }
+    }
 }
 
 impl Commit {
@@ -218,7 +238,7 @@ impl Commit {
             for depth in 1..=dir_depth {
                 let d = format!("{prefix}{}", parts[..depth].join("/"));
                 if seen_dirs.insert(d.clone()) {
-                    out.push(TreeItem::Dir(d));
+                    out.push(TreeItem::Dir(d, path));
                 }
             }
             if recursive || parts.len() == 1 {
@@ -329,7 +349,7 @@ mod tests {
                 .into_iter()
                 .map(|i| match i {
                     TreeItem::File(p, _) => p.to_string(),
-                    TreeItem::Dir(d) => format!("{d}/"),
+                    TreeItem::Dir(d, _) => format!("{d}/"),
                 })
                 .collect()
         };
@@ -351,7 +371,7 @@ mod tests {
                 .into_iter()
                 .map(|i| match i {
                     BucketItem::File(p, _) => p.to_string(),
-                    BucketItem::Dir(d) => format!("{d}/"),
+                    BucketItem::Dir(d, _) => format!("{d}/"),
                 })
                 .collect()
         };
