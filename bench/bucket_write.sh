@@ -42,7 +42,8 @@ with open('$work/src.bin', 'wb') as f:
 # The reference is xet-core uploading the same amount from a local file, with no mount.
 direct=(); stream=(); adv=(); rss_stream=(); rss_adv=(); rss_direct=()
 for i in $(seq "$runs"); do
-  # Each measurement on a fresh hubsim: its in-memory CAS slows down as it fills.
+  # Each measurement on a fresh hubsim and a fresh mount (bench/hubsim_store.sh: hubsim keeps
+  # its pace as it fills; a mount's upload sessions slow down as its xet shard cache grows).
   new_hub; fresh_source "$((100 + i))"
   # GNU time reports the direct upload's peak RSS (xet-core's own footprint), when present.
   if [ -x /usr/bin/time ]; then
@@ -89,7 +90,7 @@ PY
   echo "  $1: $(python3 -c "print(f'{$t1-$t0:.2f}')") s for $files files ($(python3 -c "print(f'{$files/($t1-$t0):.0f}')") files/s), peak RSS $(peak_rss_mib "$mpid") MiB"
   unmount_at "$1"
 }
-echo "creating $files small files, until all are committed, on a fresh hubsim (its in-memory CAS slows down as it fills):"
+echo "creating $files small files, until all are committed, on a fresh hubsim and fresh mounts:"
 new_hub
 small small-stream
 small small-adv --advanced-writes --flush-debounce-ms 0
