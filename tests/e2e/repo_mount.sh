@@ -90,6 +90,13 @@ check "a new mount of the same cache dir opens a copied file through its copy at
 cmp -s "$work/mnt/pages/$big" "$work/v2/$big"
 check "and the mount read none of it" test "$(bytes_read)" = 0
 check "the new mount made no copy, opened through the one it found" grep -Eq '; 0 local copies, [1-9][0-9]* opens through them' "$work/mount-pages.log"
+# A copy removed while a mount counts on it (another mount of the cache dir made room): the
+# file reads through the mount, and passthrough stays on for the rest.
+mounted pages repo alice/e2e
+rm "$work"/cache-pages/copies/xet-*
+check "a copy removed behind the mount's back: the file reads through the mount" cmp "$work/mnt/pages/$big" "$work/v2/$big"
+check "and every byte of it came through the mount" test "$(bytes_read)" = "$big_size"
+check "with passthrough still granted" bash -c "! grep -q 'passthrough .* refused' '$work/mount-pages.log'"
 mounted sub repo alice/e2e/nested/d0/d1
 check "subfolder mount shows only that subtree" diff <(listing "$work/v2/nested/d0/d1") <(listing "$work/mnt/sub")
 
