@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Loading a model the way ML code does, on a repo mount against hubsim on loopback: a 4-shard
 # safetensors model (BENCH_MIB in all, 1 GiB by default) opened with safetensors' mmap and
-# every tensor touched, in a new process; first load (cold: nothing cached anywhere) and second
-# load (new process, same mount: the kernel's page cache). Beside them: xet-core downloading the
+# every tensor touched, in a new process: first load (cold: nothing cached anywhere), second
+# load (new process, same mount: the kernel's page cache), and a load in a new mount of the same
+# cache dir with the page cache dropped (its local copies). Beside them: xet-core downloading the
 # four shards to disk in parallel (what `hf download` does) and then the same load from the
 # local copy. Default flags (disk chunk cache on, in a fresh cache dir). Not a test: nothing
 # here passes or fails.
@@ -79,7 +80,18 @@ drop_caches
 first=$(timed_load "$work/mnt")
 second=$(timed_load "$work/mnt")
 fusermount3 -u "$work/mnt"; wait "$mpid" 2>/dev/null || true
+# A new mount of the same cache dir (a restart, say) with the page cache dropped: the local copies
+# the first mount made of the shards are opened at once; against loading the local files cold.
+"$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/mount-cache" repo bench/model "$work/mnt" 2>>"$work/mount.log" &
+pids+=($!); mpid=$!
+until mountpoint -q "$work/mnt"; do sleep 0.01; done
+drop_caches
+remounted=$(timed_load "$work/mnt")
+fusermount3 -u "$work/mnt"; wait "$mpid" 2>/dev/null || true
+drop_caches
+local_cold=$(timed_load "$work/local")
 
 echo "download to disk (xet-core, 4 at once): ${download} MB/s; then loading the local copy: ${local_load} MB/s; both: ${download_then_load} MB/s"
 echo "first load through the mount (cold):     ${first} MB/s  vs download + load $(ratio "$first" "$download_then_load")x  (limit: >= 1.0)"
 echo "second load, new process (page cache):   ${second} MB/s  vs loading the local copy $(ratio "$second" "$local_load")x  (limit: >= 0.9)"
+echo "load in a new mount, page cache dropped: ${remounted} MB/s  vs loading the local files cold ${local_cold} MB/s: $(ratio "$remounted" "$local_cold")x  (limit: >= 0.9)"
