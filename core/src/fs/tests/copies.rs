@@ -107,6 +107,22 @@ fn copy_of(hash: &str) -> String {
     format!("/copies/xet-{hash}-{}", 24 * MIB)
 }
 
+/// What the mount finds at start of the copy of big.bin with content `hash`, at `size`.
+fn found(hash: &str, size: u64) -> (String, u64) {
+    (copy_of(hash).replace("/copies/", ""), size)
+}
+
+/// The branch moves to a commit where big.bin has content `NEW`; the poll sees it.
+fn move_branch_to_new_content(fs: &mut Filesystem, disk: &mut BTreeMap<String, Vec<u8>>) {
+    let poll_at = fs.poll_timeout().expect("the branch is polled");
+    fs.handle_timeout(poll_at);
+    let rev = expect_get(fs, "http://hub/api/models/a/b/revision/main");
+    fs.handle_completion(rev, http(200, &format!(r#"{{"id":"a/b","sha":"{SHA2}"}}"#)), poll_at);
+    let list = expect_get(fs, &format!("http://hub/api/models/a/b/tree/{SHA2}?limit=1000"));
+    fs.handle_completion(list, http(200, &tree(NEW)), poll_at);
+    run(fs, disk, poll_at);
+}
+
 fn through(path: &str) -> Option<Backing> {
     Some(Backing { path: path.into(), direct_io: false })
 }
@@ -156,13 +172,7 @@ fn a_file_read_whole_is_opened_through_its_copy_named_by_its_content() {
     assert_eq!(open(&mut fs, small).1, None);
 
     // The branch moves and the file changes while the third handle reads the copy.
-    let poll_at = fs.poll_timeout().expect("the branch is polled");
-    fs.handle_timeout(poll_at);
-    let id = expect_get(&mut fs, "http://hub/api/models/a/b/revision/main");
-    fs.handle_completion(id, http(200, &format!(r#"{{"id":"a/b","sha":"{SHA2}"}}"#)), poll_at);
-    let id = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA2}?limit=1000"));
-    fs.handle_completion(id, http(200, &tree(NEW)), poll_at);
-    run(&mut fs, &mut disk, poll_at);
+    move_branch_to_new_content(&mut fs, &mut disk);
     // The kernel takes no other copy for an inode open through one: the new content is a new
     // inode, whose opens use the page cache while the old one is still open.
     let changed = lookup(&mut fs, "big.bin");
@@ -182,7 +192,7 @@ fn a_file_read_whole_is_opened_through_its_copy_named_by_its_content() {
     assert_eq!(fs.stats().copies_made, 2);
 
     // A new mount finds both; one whose size is not its name's is left out.
-    let found = [(old_copy.replace("/copies/", ""), 24 * MIB), (new_copy.replace("/copies/", ""), 24 * MIB - 1)];
+    let found = [found(OLD, 24 * MIB), found(NEW, 24 * MIB - 1)];
     let mut fs = mount(policy(1 << 30, &found), OLD);
     let big = lookup(&mut fs, "big.bin");
     assert_eq!(open(&mut fs, big).1, through(&old_copy), "opened through the copy at once");
@@ -194,7 +204,7 @@ fn a_file_read_whole_is_opened_through_its_copy_named_by_its_content() {
 
 #[test]
 fn room_for_a_copy_is_made_by_removing_the_least_recently_opened_one_not_open() {
-    let found = [(copy_of(NEW).replace("/copies/", ""), 24 * MIB)];
+    let found = [found(NEW, 24 * MIB)];
     let mut disk = BTreeMap::from([(copy_of(NEW), vec![0; (24 * MIB) as usize])]);
     let mut fs = mount(policy(40 * MIB, &found), OLD);
     let big = lookup(&mut fs, "big.bin");
@@ -208,20 +218,14 @@ fn room_for_a_copy_is_made_by_removing_the_least_recently_opened_one_not_open() 
 
 #[test]
 fn no_copy_is_made_when_the_only_ones_to_remove_are_open() {
-    let found = [(copy_of(OLD).replace("/copies/", ""), 24 * MIB)];
+    let found = [found(OLD, 24 * MIB)];
     let mut disk = BTreeMap::from([(copy_of(OLD), (0..24 * MIB).map(byte_at).collect())]);
     let mut fs = mount(policy(40 * MIB, &found), OLD);
     let big = lookup(&mut fs, "big.bin");
     let (held, backing) = open(&mut fs, big);
     assert_eq!(backing, through(&copy_of(OLD)));
     // Another file of the same size, read whole while the copy is open, gets no copy.
-    let poll_at = fs.poll_timeout().expect("the branch is polled");
-    fs.handle_timeout(poll_at);
-    let rev = expect_get(&mut fs, "http://hub/api/models/a/b/revision/main");
-    fs.handle_completion(rev, http(200, &format!(r#"{{"id":"a/b","sha":"{SHA2}"}}"#)), poll_at);
-    let list = expect_get(&mut fs, &format!("http://hub/api/models/a/b/tree/{SHA2}?limit=1000"));
-    fs.handle_completion(list, http(200, &tree(NEW)), poll_at);
-    run(&mut fs, &mut disk, poll_at);
+    move_branch_to_new_content(&mut fs, &mut disk);
     let changed = lookup(&mut fs, "big.bin");
     let (fh, _) = open(&mut fs, changed);
     read_all(&mut fs, &mut disk, changed, fh, 24 * MIB);
