@@ -94,7 +94,8 @@ pub struct MountOpts {
     /// Directory of the on-disk chunk cache (default `$XDG_CACHE_HOME/hf-mount` or `~/.cache/hf-mount`).
     #[arg(long, global = true)]
     pub cache_dir: Option<PathBuf>,
-    /// Size limit of the chunk cache in bytes (suffixes K, M, G accepted).
+    /// Size limit of the chunk cache in bytes (suffixes K, M, G accepted); the local copies of
+    /// files read whole (`copies/` in the cache dir) have a limit of the same size of their own.
     #[arg(long, global = true, default_value = "10G", value_parser = parse_size)]
     pub cache_size: u64,
     /// Do not use the on-disk chunk cache.
