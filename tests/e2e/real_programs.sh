@@ -116,6 +116,15 @@ PY
 pid=$(pgrep -f "hf-mount-fuse.*mnt/ro\$"); kill -TERM "$pid"
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 check "and the unmount counts opens through the copy" grep -Eq '; 1 local copies, [1-9][0-9]* opens through them' "$work/mount-ro.log"
+# The copy outlives its mount: the next read-only mount of the same cache dir loads the model
+# through it from the first open, reading none of it through the mount.
+mounted ro --hf-token alice-token --read-only bucket alice/real
+check "a new mount of the same cache dir: safetensors loads the model through the copy at once" python3 -c "
+from safetensors.numpy import load_file; import sys
+assert len(load_file(sys.argv[1])) == 8" "$work/mnt/ro/ckpt/model.safetensors"
+pid=$(pgrep -f "hf-mount-fuse.*mnt/ro\$"); kill -TERM "$pid"
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+check "and reads none of it through the mount" grep -Eq ', 0 bytes fetched \(0 from CAS\) for 0 bytes read;.*; 0 local copies, [1-9][0-9]* opens through them' "$work/mount-ro.log"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
