@@ -127,12 +127,11 @@ impl Copies {
         copies
     }
 
-    fn store(&mut self, name: String, size: u64) -> u64 {
+    fn store(&mut self, name: String, size: u64) {
         self.next += 1;
         self.by_name.insert(name.clone(), self.next);
         self.stored.insert(self.next, Stored { name, size, used: self.clock });
         self.bytes += size;
-        self.next
     }
 }
 
