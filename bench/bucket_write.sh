@@ -30,14 +30,15 @@ unmount_at() { fusermount3 -u "$work/mnt-$1"; wait "$mpid" 2>/dev/null || true; 
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 # Every upload gets bytes the CAS has never seen (CAS dedup would make a repeat nearly free):
-# the source is regenerated with a new seed before each measurement.
+# the source is regenerated with a new seed before each measurement, then written back, so the
+# kernel's writeback of it does not share the cores with the measurement that follows.
 fresh_source() { python3 -c "
 import random
 r = random.Random($1)
 with open('$work/src.bin', 'wb') as f:
     for _ in range($mib):
         f.write(r.randbytes(1 << 20))
-"; }
+"; sync; }
 
 # The reference is xet-core uploading the same amount from a local file, with no mount.
 direct=(); stream=(); adv=(); rss_stream=(); rss_adv=(); rss_direct=()
