@@ -6,7 +6,21 @@ work=$(mktemp -d /tmp/hfm-bench.XXXXXX)
 # skip uploading what that one held (seen: a file's reconstruction 404 after a seed). One per run.
 export HF_XET_CACHE="$work/xet-client-cache"
 pids=()
+# CPU time the hypervisor gave to other guests while this bench ran ("steal" in /proc/stat): on a
+# shared VM it can take a third of the cores for minutes, and every figure of such a run is noise.
+steal_ticks() { awk '/^cpu /{print $9}' /proc/stat; }
+bench_started=$(date +%s.%N); steal_at_start=$(steal_ticks)
+report_steal() {
+  python3 -c "
+import os
+wall = $(date +%s.%N) - $bench_started
+stolen = ($(steal_ticks) - $steal_at_start) / os.sysconf('SC_CLK_TCK')
+share = stolen / (wall * os.cpu_count())
+print(f'hypervisor steal during this bench: {stolen:.2f} cpu-s of {wall:.0f} s on {os.cpu_count()} cores ({share:.0%})'
+      + ('; figures of this run are noise' if share > 0.05 else ''))"
+}
 cleanup() {
+  report_steal
   for m in "$work"/mnt*; do if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m"; fi; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
