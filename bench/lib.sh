@@ -36,8 +36,12 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 machine() { echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"; }
 
 start_hubsim() { # start_hubsim [ARGS...] -> $ep, $hubsim_pid
+  # Emptied here, not only by the redirection below, which the background child performs when it
+  # gets to it: a restart could otherwise read the previous hubsim's endpoint line.
+  : >"$work/hubsim.out"
   "$bin/hubsim" serve "$@" >"$work/hubsim.out" 2>"$work/hubsim.err" &
   hubsim_pid=$!; pids+=($hubsim_pid)
   for _ in $(seq 100); do grep -q endpoint= "$work/hubsim.out" && break; sleep 0.1; done
   ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out")
+  [ -n "$ep" ] || { echo "hubsim did not start: $(cat "$work/hubsim.err")" >&2; exit 1; }
 }
