@@ -563,6 +563,42 @@ fn a_large_file_written_in_order_is_streamed_in_both_modes_and_a_small_one_uploa
 }
 
 #[test]
+fn writes_wait_while_more_than_the_stream_buffer_waits_for_the_stream() {
+    use crate::effect::StreamOp;
+    let mib = 1u64 << 20;
+    let mut fs = bucket_fs(WriteMode::Streaming, "[]");
+    let create =
+        Request::Create { parent: ROOT_INO, name: "big".into(), mode: 0o644, how: CreateHow::Guarded, open: true };
+    let Reply::Created { attr, fh: Some(fh), .. } = answer(&mut fs, create) else { panic!("create") };
+    // The upload stream takes its first append and does not finish it: the writer runs ahead.
+    let mut held_append = None;
+    let mut answered = Vec::new();
+    for i in 0..24 {
+        let data = Bytes::from(vec![i as u8; mib as usize]);
+        let req = Request::Write { ino: attr.ino, fh: Some(fh), offset: i * mib, data, stable: Stability::Unstable };
+        fs.handle_request(RequestId(10 + i), Caller::default(), req, Instant::ZERO);
+        while let Some((id, effect)) = fs.poll_effect() {
+            match effect {
+                Effect::Stream(StreamOp::Append { .. }) if held_append.is_none() => held_append = Some(id),
+                other => panic!("only the stream's first append is expected, got {other:?}"),
+            }
+        }
+        answered.extend(std::iter::from_fn(|| fs.poll_reply()).map(|(id, _)| id.0 - 10));
+    }
+    let last_answered = answered.iter().max().copied().unwrap_or_default();
+    assert_eq!(answered, (0..=last_answered).collect::<Vec<_>>(), "writes are answered in order");
+    // 16 MiB may wait for the stream; the write past that waits, and the ones after it.
+    assert_eq!(last_answered, 15, "the 17th MiB waits: {answered:?}");
+
+    // The stream takes its append: the waiting writes are answered as it catches up.
+    let append = held_append.expect("the stream opened at its threshold");
+    fs.handle_completion(append, Completion::Done, Instant::ZERO);
+    let mut later: Vec<u64> = std::iter::from_fn(|| fs.poll_reply()).map(|(id, _)| id.0 - 10).collect();
+    later.sort_unstable();
+    assert_eq!(later, (16..24).collect::<Vec<_>>(), "every waiting write is answered once the stream catches up");
+}
+
+#[test]
 fn streaming_takes_holes_rewrites_and_punches() {
     let mut fs = bucket_fs(WriteMode::Streaming, "[]");
     let mut disk = Default::default();
