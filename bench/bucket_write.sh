@@ -20,11 +20,7 @@ size=$((mib << 20))
 echo "$(machine); file: $mib MiB of random bytes"
 
 mount_at() { # mount_at NAME [FLAGS] -> $mpid
-  mkdir -p "$work/mnt-$1"
-  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --hf-token bench-token --cache-dir "$work/cache-$1" "${@:2}" \
-    bucket bench/b "$work/mnt-$1" 2>>"$work/mount.log" &
-  pids+=($!); mpid=$!
-  until mountpoint -q "$work/mnt-$1"; do sleep 0.01; done
+  start_mount "$work/mnt-$1" --hf-token bench-token --cache-dir "$work/cache-$1" "${@:2}" bucket bench/b
 }
 unmount_at() { fusermount3 -u "$work/mnt-$1"; wait "$mpid" 2>/dev/null || true; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }

@@ -15,11 +15,7 @@ source "$here/lib.sh"
 
 start_hubsim --user bench:bench-token
 curl -sf -X POST "$ep/api/buckets/bench/b" -H "authorization: Bearer bench-token" >/dev/null
-mkdir -p "$work/mnt"
-"$bin/hf-mount-fuse" --hub-endpoint "$ep" --hf-token bench-token --cache-dir "$work/cache" bucket bench/b "$work/mnt" \
-  2>>"$work/mount.log" &
-pids+=($!)
-until mountpoint -q "$work/mnt"; do sleep 0.01; done
+start_mount "$work/mnt" --hf-token bench-token --cache-dir "$work/cache" bucket bench/b
 echo "$(machine); $rounds rounds on one hubsim, each: $files small files committed, then a direct 64 MiB upload"
 
 first_files=""; first_upload=""

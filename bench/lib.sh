@@ -35,6 +35,19 @@ median() { python3 -c "import statistics,sys; print(f'{statistics.median(float(x
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 machine() { echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"; }
 
+# start_mount DIR ARGS... : `hf-mount-fuse --hub-endpoint $ep ARGS... DIR`, its output appended to
+# ${mount_log:-$work/mount.log}; returns once DIR is mounted (exits if the mount dies first) -> $mpid
+start_mount() {
+  local dir=$1 log=${mount_log:-$work/mount.log}; shift
+  mkdir -p "$dir"
+  "$bin/hf-mount-fuse" --hub-endpoint "$ep" "$@" "$dir" >>"$log" 2>&1 &
+  mpid=$!; pids+=($mpid)
+  until mountpoint -q "$dir"; do
+    kill -0 "$mpid" 2>/dev/null || { echo "the mount of $dir did not start: $(tail -3 "$log")" >&2; exit 1; }
+    sleep 0.005
+  done
+}
+
 start_hubsim() { # start_hubsim [ARGS...] -> $ep, $hubsim_pid
   # Emptied here, not only by the redirection below, which the background child performs when it
   # gets to it: a restart could otherwise read the previous hubsim's endpoint line.

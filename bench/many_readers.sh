@@ -29,10 +29,7 @@ hash_of() { curl -sI "$ep/bench/many/resolve/main/$1" | sed -n 's/^x-xet-hash: /
 echo "$(machine); 4 files of $mib MiB xet"
 
 mount_at() { # mount_at DIR -> $mpid
-  mkdir -p "$1"
-  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/cache" --no-disk-cache repo bench/many "$1" 2>>"$work/mount.log" &
-  pids+=($!); mpid=$!
-  until mountpoint -q "$1"; do sleep 0.01; done
+  start_mount "$1" --cache-dir "$work/cache" --no-disk-cache repo bench/many
 }
 unmount_at() { fusermount3 -u "$1"; wait "$mpid" 2>/dev/null || true; }
 cas_bytes() { sed -n 's/.*(\([0-9]*\) from CAS).*/\1/p' "$work/mount.log" | tail -1; }

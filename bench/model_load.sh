@@ -72,19 +72,14 @@ t2=$(now); load "$work/local" >/dev/null; t3=$(now)
 download_then_load=$(mbps "$total" "$t0" "$t3")
 local_load=$(mbps "$total" "$t2" "$t3")
 
-mkdir -p "$work/mnt"
-"$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/mount-cache" repo bench/model "$work/mnt" 2>>"$work/mount.log" &
-pids+=($!); mpid=$!
-until mountpoint -q "$work/mnt"; do sleep 0.01; done
+start_mount "$work/mnt" --cache-dir "$work/mount-cache" repo bench/model
 drop_caches
 first=$(timed_load "$work/mnt")
 second=$(timed_load "$work/mnt")
 fusermount3 -u "$work/mnt"; wait "$mpid" 2>/dev/null || true
 # A new mount of the same cache dir (a restart, say) with the page cache dropped: the local copies
 # the first mount made of the shards are opened at once; against loading the local files cold.
-"$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$work/mount-cache" repo bench/model "$work/mnt" 2>>"$work/mount.log" &
-pids+=($!); mpid=$!
-until mountpoint -q "$work/mnt"; do sleep 0.01; done
+start_mount "$work/mnt" --cache-dir "$work/mount-cache" repo bench/model
 drop_caches
 remounted=$(timed_load "$work/mnt")
 fusermount3 -u "$work/mnt"; wait "$mpid" 2>/dev/null || true

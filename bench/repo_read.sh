@@ -26,9 +26,7 @@ hash=$(curl -sI "$ep/bench/repo/resolve/main/big.bin" | sed -n 's/^x-xet-hash: /
 mount_at() { # mount_at DIR CACHE_DIR [FLAGS] -> sets $mpid and $usable (seconds until it answers)
   mkdir -p "$1"
   local t0; t0=$(now)
-  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --cache-dir "$2" "${@:3}" repo bench/repo "$1" 2>>"$work/mount.log" &
-  pids+=($!); mpid=$!
-  until mountpoint -q "$1"; do sleep 0.005; done
+  start_mount "$1" --cache-dir "$2" "${@:3}" repo bench/repo
   usable=$(python3 -c "print(f'{$(now)-$t0:.3f}')")
 }
 echo "$(machine); file: $mib MiB xet"

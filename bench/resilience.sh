@@ -22,11 +22,7 @@ hub_up() { # hub_up [PORT] -> $ep, $hubsim_pid (persistent data, so a restart ke
   ep=$(sed -n 's/^endpoint=//p' "$work/hubsim.out" | tail -1)
 }
 mount_at() { # mount_at NAME ARGS... -> $mpid
-  mkdir -p "$work/mnt-$1"
-  "$bin/hf-mount-fuse" --hub-endpoint "$ep" --hf-token bench-token --cache-dir "$work/cache-$1" "${@:2}" "$work/mnt-$1" \
-    >>"$work/mount-$1.log" 2>&1 &
-  mpid=$!; pids+=($mpid)
-  until mountpoint -q "$work/mnt-$1"; do sleep 0.01; done
+  mount_log="$work/mount-$1.log" start_mount "$work/mnt-$1" --hf-token bench-token --cache-dir "$work/cache-$1" "${@:2}"
 }
 hub_up
 port=${ep##*:}

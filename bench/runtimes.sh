@@ -36,11 +36,7 @@ size=$(stat -c %s "$work/src/big.bin")
 echo "$(machine); read file: $mib MiB xet; write: $write_mib MiB"
 
 mount_at() { # mount_at RUNTIME DIR ARGS... -> $mpid
-  mkdir -p "$2"
-  "$bin/hf-mount-fuse" --runtime "$1" --hub-endpoint "$ep" --hf-token bench-token --cache-dir "$work/cache-$1" \
-    --no-disk-cache "${@:3}" "$2" 2>>"$work/mount.log" &
-  pids+=($!); mpid=$!
-  until mountpoint -q "$2"; do sleep 0.01; done
+  start_mount "$2" --runtime "$1" --hf-token bench-token --cache-dir "$work/cache-$1" --no-disk-cache "${@:3}"
 }
 unmount_at() { fusermount3 -u "$1"; wait "$mpid" 2>/dev/null || true; }
 peak() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
